@@ -1,0 +1,183 @@
+"""Checkpoints: atomic writes, safe loads (weights_only / safetensors), and the encoder bundle every consumer loads.
+
+Two on-disk forms:
+- training checkpoint (`*.pt`): {"format": "hear_sela.checkpoint", "config": dict, "encoder": state_dict, ...
+  whatever the training loop adds (heads, optimizer, label store, RNG, step)}.
+- export (`*.safetensors`, or `*.pt`): encoder weights only, plus metadata {"format": "hear_sela.export",
+  "config": dict} (the resolved config, whose `frontend` carries normalisation stats).
+Everything stored is tensors and plain Python values, so `torch.load(weights_only=True)` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
+
+CHECKPOINT_FORMAT = "hear_sela.checkpoint"
+EXPORT_FORMAT = "hear_sela.export"
+
+
+class CheckpointError(ValueError):
+    """A file is not a hear_sela checkpoint or export, or is damaged."""
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically save a training checkpoint; `state` must hold tensors and plain Python values only."""
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as e:  # pickle, zip and safe-unpickler errors all mean "not a checkpoint of ours"
+        raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get("format") not in (CHECKPOINT_FORMAT, EXPORT_FORMAT):
+        raise CheckpointError(f"{path}: not a hear_sela checkpoint or export (no 'format' marker)")
+    return obj
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a training checkpoint safely (weights_only)."""
+    path = Path(path)
+    obj = _torch_load(path, map_location)
+    if obj["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: this is an encoder export, not a training checkpoint")
+    return obj
+
+
+# ---------------------------------------------------------------- RNG state as plain values
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors / plain values (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_s = state["numpy"]
+    np.random.set_state(("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"],
+                         np_s["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------- encoder bundle (export + loading)
+
+
+@dataclass
+class EncoderBundle:
+    """What inference needs: the encoder (eval mode), the resolved config (frontend inside) and provenance."""
+
+    encoder: nn.Module
+    config: Config
+    source: str
+    objective: str
+
+
+def build_encoder(cfg: Config) -> nn.Module:
+    """The encoder a config describes (random weights); the frontend's mel count is passed where it matters."""
+    from hear_sela.encoders import create_encoder
+
+    kwargs = dict(cfg.model.encoder_kwargs)
+    if cfg.model.encoder.startswith("audiontt"):
+        kwargs.setdefault("n_mels", cfg.frontend.n_mels)
+    return create_encoder(cfg.model.encoder, **kwargs)
+
+
+def export_encoder(src: str | Path, out: str | Path, half: bool = False) -> Path:
+    """Write an encoder-only export of a training checkpoint (or re-export an export). `.safetensors` or `.pt`."""
+    bundle_state, config_dict = _read_encoder_state(Path(src))
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in bundle_state.items()}
+    meta = {"format": EXPORT_FORMAT, "config": config_dict}
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        return atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"hear_sela": json.dumps(meta)}))
+    return atomic_write(out, lambda tmp: torch.save({**meta, "encoder": state}, tmp))
+
+
+def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("hear_sela", "null"))
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+            raise CheckpointError(f"{path}: safetensors file without hear_sela metadata")
+        return state, meta["config"]
+    obj = _torch_load(path)
+    if "encoder" not in obj or "config" not in obj:
+        raise CheckpointError(f"{path}: hear_sela file without 'encoder' weights or 'config'")
+    return obj["encoder"], obj["config"]
+
+
+def load_encoder_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> EncoderBundle:
+    """Load the encoder of any training checkpoint or export of ours, in eval mode, as float32."""
+    path = Path(path)
+    state, config_dict = _read_encoder_state(path)
+    try:
+        cfg = config_from_dict(config_dict, source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its stored config does not match this version of hear_sela ({e})") from None
+    encoder = build_encoder(cfg)
+    try:
+        encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: encoder weights do not fit encoder {cfg.model.encoder!r}: {e}") from None
+    encoder.to(map_location).eval()
+    return EncoderBundle(encoder=encoder, config=cfg, source=str(path), objective=cfg.train.objective)
+
+
+def encoder_checkpoint_state(cfg: Config, encoder: nn.Module) -> dict[str, Any]:
+    """The part of a training checkpoint that `load_encoder_bundle` reads."""
+    return {"config": config_to_dict(cfg), "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}}

@@ -1,0 +1,48 @@
+"""`hear-sela` command line. Each subcommand lives in hear_sela/commands/<name>.py with `add_arguments(parser)` and
+`main(args) -> int`; modules are imported only when their command runs, so `hear-sela --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, str] = {
+    "demo": "the main job on the embedded corpus: train SeLa and BYOL-A, analyse, evaluate with heareval",
+    "prepare": "build a dataset's feature cache (decode, resample, segment, log-mel)",
+    "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
+    "labels": "re-run a label update from a checkpoint and write the labels",
+    "export": "write an encoder-only export of a checkpoint",
+    "analyze": "compare a checkpoint's emergent classes with reference annotations",
+    "evaluate": "run heareval for several HEAR modules and tabulate the scores",
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog="hear-sela", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser, sub
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, sub = build_parser()
+    # Parse the command name first, then let that command's module define its own arguments.
+    pre, _ = parser.parse_known_args(argv)
+    if pre.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"hear_sela.commands.{pre.command}")
+    module.add_arguments(sub.choices[pre.command])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `hear-sela` subcommand (see hear_sela/cli.py)."""

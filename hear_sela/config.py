@@ -1,0 +1,317 @@
+"""Configuration: dataclasses are the truth, YAML recipes override them, `a.b=v` overrides override the recipe.
+
+Unknown keys are rejected with the key's dotted path and the file it came from; values are type-checked.
+Defaults follow the published settings named in each field's comment (see shared notes/methods.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass
+class FrontendConfig:
+    """Log-mel frontend. Default = BYOL-A (16 kHz, n_fft 1024, hop 160, 64 mels, 60-7800 Hz, log(mel + eps))."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int | None = None  # None = n_fft
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 60.0
+    f_max: float = 7800.0
+    eps: float = 1.1920928955078125e-07  # torch.finfo(float32).eps, as BYOL-A
+    backend: str = "nnaudio"  # nnaudio | torchaudio
+    # Normalisation of the log-mel (x - mean) / std; None = not normalised. Filled from the training data's
+    # statistics by the feature cache and carried inside every checkpoint and export.
+    norm_mean: float | None = None
+    norm_std: float | None = None
+
+
+FRONTEND_PRESETS: dict[str, dict[str, Any]] = {
+    "byola": {},
+    # mnuhurr/audio-self-labeling prepare_data.py: n_fft 512, hop 320 (20 ms), 64 mels, 50-8000 Hz
+    "sela_audio": {"n_fft": 512, "hop_length": 320, "f_min": 50.0, "f_max": 8000.0},
+}
+
+
+@dataclass
+class SynthConfig:
+    """The embedded corpus (hear_sela.data.synth)."""
+
+    clips_per_class: int = 40
+    clip_seconds: float = 4.0
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    source: str = "synth"  # synth | folder | fsd50k
+    root: str | None = None  # folder or FSD50K root; synth: where the corpus is written (default: under out_dir)
+    split: str = "dev"  # fsd50k: dev | eval | train | val
+    labels_csv: str | None = None  # folder: optional CSV fname,labels for analysis only
+    cache_dir: str | None = None  # default: <out_dir>/cache
+    segment_seconds: float = 3.0  # audio SeLa: 3 s segments with a 1.5 s hop
+    hop_seconds: float = 1.5
+    min_segment_seconds: float = 1.0  # shorter tails are dropped; longer ones are zero-padded
+    on_bad_file: str = "skip"  # skip (report with a count) | error (stop at the first)
+    num_workers: int = 2
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "audiontt"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Per-sample spectrogram augmentation (BYOL-A chain + audio SeLa extras)."""
+
+    crop_frames: int = 96  # training input crop (BYOL-A: 0.95 s = 96 frames at hop 160)
+    rrc: bool = True
+    rrc_virtual_scale: tuple[float, float] = (1.0, 1.5)
+    rrc_freq_scale: tuple[float, float] = (0.6, 1.5)
+    rrc_time_scale: tuple[float, float] = (0.6, 1.5)
+    linear_fader: bool = False  # BYOL-A v2 only
+    fader_gain: float = 1.0
+    mixup: bool = True
+    mixup_ratio: float = 0.4  # BYOL-A v1 0.4, v2 0.2
+    mixup_memory: int = 2048
+    specaugment: bool = False
+    time_masks: int = 2
+    time_mask_width: int = 32
+    freq_masks: int = 2
+    freq_mask_width: int = 16
+    random_gain: bool = False
+    gain_range: tuple[float, float] = (0.5, 1.0)  # amplitude gain; the power spectrogram scales by gain**2
+
+
+@dataclass
+class SelaConfig:
+    heads: int = 10
+    clusters: int = 1000
+    head_dropout: float = 0.2
+    lamb: float = 25.0
+    tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4
+    check_every: int = 10
+    max_iters: int = 2000
+    marginals: str = "uniform"  # uniform | gauss | path to a .npy (K,) or (H, K) prior
+    gauss_sd: float = 0.1
+    schedule: str = "list"  # list | quadratic
+    # audio SeLa code: 25 updates over 200 epochs, the first before training (epoch 0 here = before epoch 1)
+    update_epochs: list[int] = field(
+        default_factory=lambda: [0, 1, 2, 3, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90, 100, 110,
+                                 120, 140, 160, 180]
+    )
+    n_updates: int = 100  # quadratic schedule (SeLa)
+    confidence_alpha: float = 0.0  # loss weight = confidence**alpha; 0 = off (plain SeLa)
+    warm_start: bool = True
+    chunk_size: int = 65536
+
+
+@dataclass
+class ByolConfig:
+    projection_hidden: int = 4096
+    projection_dim: int = 256
+    ema_decay: float = 0.99
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    schedule: str = "step"  # step | cosine | constant
+    step_epochs: int = 5
+    gamma: float = 0.98
+    warmup_epochs: int = 0
+    clip_grad: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "sela"  # sela | byol
+    epochs: int = 200
+    batch_size: int = 512
+    seed: int = 0
+    out_dir: str = "runs/default"
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = True
+    log_every: int = 50
+    max_steps_per_epoch: int | None = None  # caps an epoch (smoke runs, demos)
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    sela: SelaConfig = field(default_factory=SelaConfig)
+    byol: ByolConfig = field(default_factory=ByolConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------- building dataclasses from plain data
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Coerce `value` to the annotated type `tp` where that is lossless, else raise ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config key '{key}' (valid keys here: {', '.join(sorted(names))})")
+    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` -> {"a": {"b": {"c": value}}}, the value parsed as YAML (so 1e-4, true, [1, 2] work)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key.path=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    value = yaml.safe_load(raw) if raw != "" else ""
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    return node
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        data = dict(data)
+        preset = data.get("frontend", {}).pop("preset", None) if isinstance(data.get("frontend"), dict) else None
+        if preset is not None:
+            if preset not in FRONTEND_PRESETS:
+                raise ConfigError(f"frontend.preset: unknown preset {preset!r} (known: {sorted(FRONTEND_PRESETS)})")
+            data["frontend"] = _merge(FRONTEND_PRESETS[preset], data["frontend"])
+        return _from_dict(Config, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- recipe YAML (optional) <- dotted overrides. Errors name the file and the key."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping at top level")
+        data, source = loaded, str(path)
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+        source = f"{source} + overrides"
+    return config_from_dict(data, source)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-able dict (tuples become lists) for checkpoints and logs."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(asdict(cfg))
+
+
+def frontend_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> FrontendConfig:
+    try:
+        return _from_dict(FrontendConfig, data, "frontend")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None

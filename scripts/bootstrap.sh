@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv with hear_sela and every extra (hear, s3prl, dev), using uv.
+# Why uv: heareval 2021.1.3 declares pins that cannot install on Python >= 3.10 (numpy==1.19.2), and only uv can
+# override a dependency's pins from the project's own files (requirements/overrides.txt). uv is itself installed
+# with pip if it is not on PATH. Re-running is cheap: nothing happens unless pyproject.toml or requirements/ changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${HEAR_SELA_VENV:-.venv}
+stamp="$VENV/.hear_sela_stamp"
+want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then exit 0; fi
+
+if command -v uv >/dev/null 2>&1; then UV=uv; else
+  if [[ ! -x .tools/bin/uv ]]; then
+    echo "bootstrap: installing uv into .tools/ with pip" >&2
+    "$PY" -m pip install -q --disable-pip-version-check --target .tools 'uv>=0.5,<1'
+  fi
+  UV=.tools/bin/uv
+fi
+# Local wheel folders (this workplace keeps CUDA torch builds on disk); elsewhere uv takes them from PyPI.
+links=()
+for d in ${PIP_FIND_LINKS:-} /opt/wheels /opt/pypi-more/files ${HEAR_SELA_FIND_LINKS:-}; do
+  [[ -d "$d" ]] && links+=(--find-links "$d")
+done
+start=$(date +%s)
+[[ -x "$VENV/bin/python" ]] || "$UV" venv -q -p "$PY" "$VENV"
+"$UV" pip install -q -p "$VENV/bin/python" --compile-bytecode "${links[@]}" \
+  -c requirements/constraints.txt --override requirements/overrides.txt -e '.[hear,s3prl,dev]'
+echo "$want" > "$stamp"
+echo "bootstrap: environment ready in $(( $(date +%s) - start )) s, $(du -sh "$VENV" | cut -f1) in $VENV" >&2
