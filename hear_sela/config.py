@@ -53,6 +53,7 @@ class SynthConfig:
     clips_per_class: int = 40
     clip_seconds: float = 4.0
     seed: int = 0
+    classes: list[str] | None = None  # a subset of hear_sela.data.synth.SYNTH_CLASSES; None = all
 
 
 @dataclass
@@ -66,6 +67,7 @@ class DataConfig:
     hop_seconds: float = 1.5
     min_segment_seconds: float = 1.0  # shorter tails are dropped; longer ones are zero-padded
     on_bad_file: str = "skip"  # skip (report with a count) | error (stop at the first)
+    on_stale: str = "rebuild"  # cache built with another frontend/segments/clip list: rebuild | error
     num_workers: int = 2
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -80,7 +82,7 @@ class ModelConfig:
 class AugmentConfig:
     """Per-sample spectrogram augmentation (BYOL-A chain + audio SeLa extras)."""
 
-    crop_frames: int = 96  # training input crop (BYOL-A: 0.95 s = 96 frames at hop 160)
+    crop_frames: int = 96  # training input crop (BYOL-A: 0.95 s = 96 frames at hop 160); 0 = whole segment
     rrc: bool = True
     rrc_virtual_scale: tuple[float, float] = (1.0, 1.5)
     rrc_freq_scale: tuple[float, float] = (0.6, 1.5)
@@ -89,7 +91,7 @@ class AugmentConfig:
     fader_gain: float = 1.0
     mixup: bool = True
     mixup_ratio: float = 0.4  # BYOL-A v1 0.4, v2 0.2
-    mixup_memory: int = 2048
+    mixup_memory: int = 2048  # BYOL-A FIFO of past inputs; 0 = mix with the flipped batch (audio SeLa code)
     specaugment: bool = False
     time_masks: int = 2
     time_mask_width: int = 32
@@ -97,6 +99,7 @@ class AugmentConfig:
     freq_mask_width: int = 16
     random_gain: bool = False
     gain_range: tuple[float, float] = (0.5, 1.0)  # amplitude gain; the power spectrogram scales by gain**2
+    post_norm: bool = True  # BYOL-A v1 NormalizeBatch: standardise each batch (all views together)
 
 
 @dataclass
@@ -119,7 +122,9 @@ class SelaConfig:
     n_updates: int = 100  # quadratic schedule (SeLa)
     confidence_alpha: float = 0.0  # loss weight = confidence**alpha; 0 = off (plain SeLa)
     warm_start: bool = True
-    chunk_size: int = 65536
+    chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
+    update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
+    solver_dtype: str = "auto"  # (ours) auto (float64 when tol nears float32 error floor ~N*1.2e-7) | float32 | float64
 
 
 @dataclass
@@ -154,6 +159,8 @@ class TrainConfig:
     channels_last: bool = True
     log_every: int = 50
     max_steps_per_epoch: int | None = None  # caps an epoch (smoke runs, demos)
+    ckpt_every_steps: int | None = None  # (ours) also checkpoint every n steps, for exact resume mid-epoch
+    resume: str = "never"  # (ours) never | auto (continue from <out_dir>/last.pt if present) | a checkpoint path
 
 
 @dataclass

@@ -17,7 +17,7 @@ from hear_sela.encoders.registry import register_encoder
 
 class TimmResNet(Encoder):
     time_stride = 32
-    min_frames = 32
+    min_frames = 1
 
     def __init__(self, arch: str, init_std: float | None = 0.02):
         super().__init__()
@@ -29,7 +29,11 @@ class TimmResNet(Encoder):
                 if isinstance(m, nn.Conv2d | nn.Linear):
                     nn.init.normal_(m.weight, 0.0, init_std)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, T/32, D)
+    def output_frames(self, num_frames: int) -> int:
+        # the stem conv and max-pool are padded, so every stride-2 stage rounds up
+        return -(-num_frames // self.time_stride) if num_frames > 0 else 0
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, ceil(T/32), D)
         fmap = self.backbone.forward_features(x)  # (B, D, F/32, T/32)
         return reduce(fmap, "b d f t -> b t d", "mean")
 

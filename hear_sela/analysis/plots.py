@@ -1,0 +1,109 @@
+"""PNG plots of the analysis (matplotlib, Agg backend: no display needed).
+
+Legend: C clips, K clusters, L reference labels, D embedding dimension.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+TOP_COLOURS = 20  # categories drawn in colour on the 2-D map (tab20); the rest are grey
+
+
+def cluster_label_heatmap(counts: np.ndarray, sizes: np.ndarray, vocab: Sequence[str], path: Path,
+                          top_clusters: int = 20, top_labels: int = 25, title: str = "") -> Path:
+    """Precision heatmap (share of a cluster's clips carrying a label) for the largest clusters and the labels most
+    common among them. counts (K, L) clips of cluster k carrying label l; sizes (K,) clips per cluster."""
+    rows = [k for k in np.argsort(-sizes, kind="stable")[:top_clusters] if sizes[k] > 0]
+    sub = counts[rows]  # (R, L)
+    cols = [j for j in np.argsort(-sub.sum(axis=0), kind="stable")[:top_labels] if sub[:, j].sum() > 0]
+    share = sub[:, cols] / np.maximum(sizes[rows][:, None], 1)  # (R, Lc)
+    # columns in the order of the cluster each label dominates most, so a good clustering shows a diagonal
+    order = np.lexsort((-share.max(axis=0), share.argmax(axis=0)))
+    cols, share = [cols[i] for i in order], share[:, order]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * len(cols) + 2.5), max(3.0, 0.3 * len(rows) + 1.8)))
+    im = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(share.max()), 1e-9))
+    ax.set_xticks(range(len(cols)), [str(vocab[j])[:28] for j in cols], rotation=75, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{k} (n={int(sizes[k])})" for k in rows], fontsize=7)
+    ax.set_xlabel("reference label")
+    ax.set_ylabel("cluster (clips)")
+    ax.set_title(title or "share of each cluster's clips carrying a label", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cluster_size_histogram(sizes: np.ndarray, path: Path, title: str = "") -> Path:
+    """Histogram of clips per cluster over all K clusters (empty ones included). sizes (K,)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    ax.hist(sizes, bins=min(50, max(5, int(sizes.max()) + 1)), color="#4477aa")
+    ax.set_xlabel("clips per cluster")
+    ax.set_ylabel("clusters")
+    empty = int((sizes == 0).sum())
+    ax.set_title(title or f"cluster sizes (K={len(sizes)}, {empty} empty)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def project_2d(embeddings: np.ndarray, seed: int = 0, max_tsne: int = 5000) -> tuple[np.ndarray, str]:
+    """(C, D) -> ((C, 2), method): UMAP if installed, else t-SNE up to `max_tsne` points, else PCA."""
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.asarray(embeddings, dtype=np.float64))
+    if len(x) < 5:
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2).fit_transform(x) if len(x) > 2 else np.zeros((len(x), 2)), "PCA"
+    if importlib.util.find_spec("umap") is not None:
+        import umap
+
+        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
+    from sklearn.decomposition import PCA
+
+    # PCA to 50 dims first: t-SNE's usual preprocessing, and it keeps t-SNE fast for wide embeddings
+    x50 = PCA(n_components=min(50, x.shape[1], len(x))).fit_transform(x)
+    if len(x) <= max_tsne:
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x50), "t-SNE"
+    return x50[:, :2], "PCA"
+
+
+def _categorical(ax, xy: np.ndarray, cats: Sequence[str], title: str) -> None:
+    names, counts = np.unique(np.asarray(cats, dtype=object).astype(str), return_counts=True)
+    shown = list(names[np.argsort(-counts, kind="stable")][:TOP_COLOURS])
+    rest = ~np.isin(np.asarray(cats, dtype=str), shown)
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=5, c="#cccccc", label="other" if rest.any() else None)
+    cmap = plt.get_cmap("tab20")
+    for i, name in enumerate(shown):
+        sel = np.asarray(cats, dtype=str) == name
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i), label=name[:24])
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=6, markerscale=2, loc="best")
+
+
+def embedding_map(xy: np.ndarray, clusters: np.ndarray, reference: Sequence[str], method: str, path: Path) -> Path:
+    """Two panels of the same 2-D map (C, 2): coloured by cluster and by (first) reference label."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.6))
+    _categorical(axes[0], xy, [f"cluster {c}" for c in clusters], f"{method} of clip embeddings: by cluster "
+                 f"(top {TOP_COLOURS})")
+    _categorical(axes[1], xy, reference, f"by reference label (top {TOP_COLOURS})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,247 @@
+"""Where the analysis gets its inputs: a training checkpoint's label store (or labels computed afresh by its heads),
+the feature cache's segments and clips, reference labels (the clips' own or a CSV), and clip embeddings.
+
+Legend: H heads, S segments, C clips, K clusters, F mel bins, T frames, D embedding dimension.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from hear_sela.analysis.core import AnalysisInputs
+from hear_sela.config import Config
+
+log = logging.getLogger("hear_sela.analysis")
+
+ID_COLUMNS = ("clip_id", "fname", "filename", "file", "path", "id")
+
+
+def read_labels_csv(path: str | Path) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """A reference CSV -> ({clip id: labels}, {label: mid}).
+
+    Columns: an id column (clip_id, fname, filename, file, path or id), `labels` (comma-separated, as FSD50K's
+    dev.csv/eval.csv) and optionally `mids` (comma-separated, aligned with labels). Ids are also registered without
+    their file extension, so "123" matches a clip "123.wav" and vice versa.
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        id_col = next((c for c in ID_COLUMNS if c in cols), None)
+        if id_col is None or "labels" not in cols:
+            raise ValueError(f"{path}: needs an id column (one of {ID_COLUMNS}) and a 'labels' column; has {cols}")
+        labels: dict[str, tuple[str, ...]] = {}
+        mids: dict[str, str] = {}
+        for row in reader:
+            labs = tuple(x.strip() for x in (row["labels"] or "").split(",") if x.strip())
+            key = row[id_col].strip()
+            labels[key] = labs
+            labels.setdefault(Path(key).stem, labs)
+            if row.get("mids"):
+                for lab, mid in zip(labs, row["mids"].split(",")):
+                    mids[lab] = mid.strip()
+    return labels, mids
+
+
+def match_labels(clip_ids: Sequence[str], table: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Each clip's labels from `table` by id, else by id without extension; () when absent."""
+    out, missing = [], 0
+    for cid in clip_ids:
+        labs = table.get(cid, table.get(Path(cid).stem))
+        missing += labs is None
+        out.append(labs or ())
+    if missing:
+        log.warning("%d of %d clips have no row in the labels CSV", missing, len(clip_ids))
+    return out
+
+
+def clip_mean(values: np.ndarray, segment_clip: np.ndarray, n_clips: int) -> np.ndarray:
+    """Mean over each clip's segments. values (S, D), segment_clip (S,) -> (C, D); zeros for clips without one."""
+    sums = np.zeros((n_clips, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, segment_clip, values)
+    counts = np.bincount(segment_clip, minlength=n_clips)[:, None]
+    return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+def iterate_segments(features: np.ndarray, batch_size: int):
+    """Batches of cached segments as float32 tensors: features (S, F, T) -> yields (B, F, T)."""
+    for i in range(0, len(features), batch_size):
+        yield torch.from_numpy(np.asarray(features[i:i + batch_size], dtype=np.float32))
+
+
+@torch.no_grad()
+def segment_embeddings(encoder: nn.Module, features: np.ndarray, norm_mean: float | None, norm_std: float | None,
+                       batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
+    """The encoder's clip embedding of every cached segment, as in the label update (eval mode, full segments,
+    no augmentation). features (S, F, T) un-normalised log-mel -> (S, D) float32."""
+    was_training = encoder.training
+    encoder.eval().to(device)
+    out = []
+    for x in iterate_segments(features, batch_size):  # (B, F, T)
+        if norm_mean is not None and norm_std is not None:
+            x = (x - norm_mean) / norm_std
+        out.append(encoder(x.unsqueeze(1).to(device)).float().cpu().numpy())  # (B, D)
+    encoder.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def mean_log_mel(features: np.ndarray, frames: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+    """Time-averaged log-mel of every segment over its real frames (zero padding left out when `frames` (S,), the
+    count of real frames per segment, is given): features (S, F, T) -> (S, F) float32."""
+    out = []
+    for i, x in enumerate(iterate_segments(features, batch_size)):  # (B, F, T)
+        if frames is None:
+            out.append(x.mean(dim=2).numpy())
+            continue
+        n = torch.from_numpy(np.asarray(frames[i * batch_size:i * batch_size + len(x)], dtype=np.int64))
+        n = n.clamp(1, x.shape[2])  # (B,)
+        mask = (torch.arange(x.shape[2])[None, :] < n[:, None]).float()  # (B, T)
+        out.append(((x * mask[:, None, :]).sum(dim=2) / n[:, None]).numpy())
+    return np.concatenate(out)
+
+
+def find_objective_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The SeLa objective's state inside a training checkpoint: the dict holding "heads" (MultiHead's state dict)
+    and "label_store" ({"labels": (H, N), "confidences": (H, N), ...}), wherever the training loop nested it."""
+    stack = [ckpt]
+    while stack:
+        node = stack.pop()
+        if "label_store" in node and "heads" in node:
+            return node
+        stack.extend(v for v in node.values() if isinstance(v, dict))
+    return None
+
+
+@torch.no_grad()
+def head_labels(embeddings: np.ndarray, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 4096
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh labels from the heads: embeddings (S, D), weight (H, K, D), bias (H, K) ->
+    (labels (H, S) argmax of the logits, confidences (H, S) max of the softmax), in chunks of segments.
+
+    Plain argmax, not a Sinkhorn solve: on data the heads were not trained on this is their classification; the
+    stored labels of the training data are the solver's."""
+    w, b = weight.float(), bias.float()
+    labels, confs = [], []
+    for i in range(0, len(embeddings), chunk):
+        x = torch.from_numpy(np.asarray(embeddings[i:i + chunk], dtype=np.float32))  # (B, D)
+        logits = torch.einsum("bd,hkd->hbk", x, w) + b[:, None, :]  # (H, B, K)
+        conf, lab = torch.softmax(logits, dim=-1).max(dim=-1)  # (H, B)
+        labels.append(lab)
+        confs.append(conf)
+    return torch.cat(labels, 1).numpy().astype(np.int64), torch.cat(confs, 1).numpy().astype(np.float64)
+
+
+def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
+    """The checkpoint's config with its data section replaced by `data` items, applied in order: a recipe file
+    (its `data:` section) or a `data.key=value` override. Returns (config, whether the data changed). The frontend
+    and model stay the checkpoint's: the encoder only understands the features it was trained on."""
+    from hear_sela.config import ConfigError, config_from_dict, config_to_dict, parse_override
+
+    base = config_to_dict(cfg)
+    for item in data:
+        if "=" in item:
+            if not item.startswith("data."):
+                raise ConfigError(f"--data {item!r}: only data.* keys can be overridden for the analysis")
+            patch = parse_override(item)["data"]
+            base["data"] = _merge(base["data"], patch)
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise ConfigError(f"--data {item!r}: neither a key=value override nor an existing recipe file")
+            recipe = yaml.safe_load(path.read_text()) or {}
+            if "data" not in recipe:
+                raise ConfigError(f"{path}: has no data section to analyse")
+            base["data"] = _merge(config_to_dict(Config())["data"], recipe["data"])
+    new = config_from_dict(base, source="checkpoint config + --data")
+    return new, config_to_dict(new)["data"] != config_to_dict(cfg)["data"]
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,
+                           relabel: bool = False, compare: dict[str, str] | None = None, batch_size: int = 64,
+                           device: str = "auto", cache: Any = None) -> AnalysisInputs:
+    """Everything `analyze` needs from a SeLa training checkpoint and its (or other) data.
+
+    Labels: the checkpoint's label store when the data are its training data (same cache, same segment count) and
+    `relabel` is off; otherwise the heads' argmax over the data's segments. Embeddings for the baselines and the map:
+    the checkpoint's encoder, the same architecture freshly initialised (seed train.seed), mean log-mel, and each
+    `compare` checkpoint's encoder (name -> path). `cache`: an open FeatureCache of the data (default: built or
+    opened from the data config, as training does).
+    """
+    from hear_sela.checkpoint import build_encoder, load_checkpoint, load_encoder_bundle
+    from hear_sela.config import config_from_dict
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    cfg = config_from_dict(ckpt["config"], source=str(checkpoint))
+    state = find_objective_state(ckpt)
+    if state is None:
+        raise ValueError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
+                         "analyse a SeLa checkpoint")
+    cfg_data, changed = data_config(cfg, data)
+    if cache is None:
+        from hear_sela.data import prepare_cache
+
+        cache = prepare_cache(cfg_data)
+    dev = _device(device)
+    features = cache.features  # (S, F, T) un-normalised log-mel
+    norm = (cfg.frontend.norm_mean, cfg.frontend.norm_std)
+    bundle = load_encoder_bundle(checkpoint)
+    log.info("embedding %d segments with the checkpoint's encoder", len(cache))
+    seg_emb = segment_embeddings(bundle.encoder, features, *norm, batch_size, dev)  # (S, D)
+    store = state["label_store"]
+    if not relabel and not changed and tuple(store["labels"].shape[1:]) == (len(cache),):
+        labels, conf = store["labels"].numpy().astype(np.int64), store["confidences"].numpy().astype(np.float64)
+        source = f"{checkpoint} (label store, {int(store.get('updates', 0))} updates)"
+    else:
+        labels, conf = head_labels(seg_emb, state["heads"]["weight"], state["heads"]["bias"])
+        source = f"{checkpoint} (heads' argmax over {cfg_data.data.source} data)"
+    seg_clip = np.asarray(cache.segment_clip, dtype=np.int64)
+    n_clips = len(cache.clips)
+    clip_ids = [c.clip_id for c in cache.clips]
+    vocabulary: dict[str, str] = {}
+    if labels_csv:
+        table, vocabulary = read_labels_csv(labels_csv)
+        clip_labels = match_labels(clip_ids, table)
+    else:
+        clip_labels = [tuple(c.labels) for c in cache.clips]
+        if cfg_data.data.source == "fsd50k":  # FSD50K's own label -> mid table, for the ontology mapping
+            from hear_sela.data.fsd50k import load_vocabulary
+
+            vocabulary = {e.label: e.mid for e in load_vocabulary(cfg_data.data.root)}
+    torch.manual_seed(cfg.train.seed)
+    untrained = build_encoder(cfg)
+    embeddings = {"trained encoder": clip_mean(seg_emb, seg_clip, n_clips)}
+    log.info("embedding with the untrained encoder")
+    embeddings["untrained encoder"] = clip_mean(segment_embeddings(untrained, features, *norm, batch_size, dev),
+                                                seg_clip, n_clips)
+    frames = getattr(cache, "segment_frames", None)
+    embeddings["mean log-mel"] = clip_mean(mean_log_mel(features, frames), seg_clip, n_clips)
+    for name, path in (compare or {}).items():
+        log.info("embedding with %s (%s)", name, path)
+        other = load_encoder_bundle(path)
+        o_norm = (other.config.frontend.norm_mean, other.config.frontend.norm_std)
+        embeddings[f"{name} encoder"] = clip_mean(
+            segment_embeddings(other.encoder, features, *o_norm, batch_size, dev), seg_clip, n_clips)
+    return AnalysisInputs(labels=labels, confidences=conf, n_clusters=int(state["heads"]["weight"].shape[1]),
+                          segment_clip=seg_clip, segment_start=np.asarray(cache.segment_start, dtype=np.float64),
+                          clip_ids=clip_ids, clip_labels=clip_labels, embeddings=embeddings,
+                          map_embedding="trained encoder", vocabulary=vocabulary or None, source=source)

@@ -1,0 +1,194 @@
+"""hear-sela demo [--out runs/demo] [--quick]: the project's main job on the embedded corpus, about 10 minutes on a
+2-core CPU (--quick: about 3).
+
+Stages (each recorded in OUT/demo_state.json when it finishes; a rerun skips finished stages, and an interrupted
+training resumes from its last checkpoint):
+  1. data        the embedded synth corpus (OUT/corpus) and its feature cache (OUT/cache)
+  2. train_sela  SeLa from recipes/demo.yaml (OUT/sela)
+  3. train_byol  BYOL-A from the same recipe with only train.objective changed: same encoder, frontend, data,
+                 augmentation, optimiser, epochs and batch size (OUT/byol)
+  4. analyze     SeLa's emergent classes vs the generating classes, with k-means baselines on the trained SeLa
+                 encoder, the untrained encoder, the BYOL-A encoder and mean log-mel, and a random labeling
+                 (OUT/analysis/report.md)
+  5. hear_tasks  three small HEAR tasks (scene multiclass, scene multilabel, events) (OUT/hear_tasks)
+  6. export      encoder-only exports of both checkpoints (OUT/exports/{sela,byola}.safetensors)
+  7. evaluate    heareval, hear_sela:SELA_EXPORT vs hear_sela:BYOL_EXPORT (OUT/evaluation/comparison.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("hear_sela.demo")
+
+STAGES = ("data", "train_sela", "train_byol", "analyze", "hear_tasks", "export", "evaluate")
+# --quick: a smaller corpus and budget, for a smoke run (the numbers mean little)
+QUICK_OVERRIDES = ["data.synth.clips_per_class=8", "train.epochs=2"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", help="output folder; rerunning resumes (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="tiny corpus and budget: a smoke run of every stage")
+    p.add_argument("--recipe", default=None, help="training recipe (default: recipes/demo.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override applied to both trainings (so they stay comparable)")
+    p.add_argument("--grid", default=None, choices=["default", "fast", "faster"],
+                   help="heareval predictions grid (default: fast; faster with --quick)")
+    p.add_argument("--hear-size", type=int, default=None, help="clips per HEAR task (default 60; 30 with --quick)")
+
+
+def default_recipe() -> Path:
+    """recipes/demo.yaml of the source tree, else the copy packaged in hear_sela/recipes/."""
+    here = Path(__file__).resolve().parents[1]
+    for path in (here.parent / "recipes" / "demo.yaml", here / "recipes" / "demo.yaml"):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"recipes/demo.yaml not found beside {here}; pass --recipe")
+
+
+class DemoState:
+    """OUT/demo_state.json: finished stages, their outputs and seconds, and the settings they were made with."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.path = out / "demo_state.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"settings": settings, "stages": {}}
+        if self.data["settings"] != settings:
+            raise SystemExit(f"{out} holds a demo run made with other settings ({self.data['settings']}); "
+                             f"use another --out or delete {self.path}")
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data["stages"]
+
+    def get(self, stage: str) -> dict:
+        return self.data["stages"][stage]
+
+    def finish(self, stage: str, seconds: float, **outputs: object) -> None:
+        from hear_sela.checkpoint import atomic_write
+
+        self.data["stages"][stage] = {"seconds": round(seconds, 1), **outputs}
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(json.dumps(self.data, indent=2)))
+
+
+def _overrides(out: Path, args: argparse.Namespace) -> list[str]:
+    """Overrides shared by both trainings: where the corpus and cache live, plus --quick and --set."""
+    return [f"data.root={out / 'corpus'}", f"data.cache_dir={out / 'cache'}",
+            *(QUICK_OVERRIDES if args.quick else []), *args.set]
+
+
+def _train(recipe: Path, overrides: list[str], run_dir: Path) -> Path:
+    """`hear-sela train RECIPE ... --resume` in a subprocess (its progress goes to this terminal): continues
+    run_dir/last.pt when an earlier demo was interrupted, returns run_dir/final.pt."""
+    cmd = [sys.executable, "-m", "hear_sela.cli", "train", str(recipe), *overrides, f"train.out_dir={run_dir}",
+           "--resume"]
+    log.info("$ %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    final = run_dir / "final.pt"
+    if not final.is_file():
+        raise FileNotFoundError(f"training finished without writing {final}")
+    return final
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = Path(args.recipe).resolve() if args.recipe else default_recipe()
+    grid = args.grid or ("faster" if args.quick else "fast")
+    hear_size = args.hear_size or (30 if args.quick else 60)
+    settings = {"recipe": str(recipe), "quick": args.quick, "set": args.set, "grid": grid, "hear_size": hear_size}
+    state = DemoState(out, settings)
+    overrides = _overrides(out, args)
+    t_start = time.perf_counter()
+
+    def stage(name: str, fn) -> dict:
+        if state.done(name):
+            log.info("[%s] already done", name)
+            return state.get(name)
+        log.info("[%s] ...", name)
+        t0 = time.perf_counter()
+        outputs = fn()
+        state.finish(name, time.perf_counter() - t0, **outputs)
+        log.info("[%s] done in %.0f s", name, time.perf_counter() - t0)
+        return state.get(name)
+
+    def data() -> dict:
+        from hear_sela.config import load_config
+        from hear_sela.data import prepare_cache
+
+        cache = prepare_cache(load_config(recipe, [*overrides, f"train.out_dir={out / 'sela'}"]))
+        return {"segments": len(cache), "clips": len(cache.clips)}
+
+    stage("data", data)
+    sela = Path(stage("train_sela", lambda: {"checkpoint": str(_train(recipe, overrides, out / "sela"))})
+                ["checkpoint"])
+    byol = Path(stage("train_byol", lambda: {"checkpoint": str(
+        _train(recipe, [*overrides, "train.objective=byol"], out / "byol"))})["checkpoint"])
+
+    def analyze() -> dict:
+        from hear_sela.analysis.core import analyze as run_analysis
+        from hear_sela.analysis.sources import inputs_from_checkpoint
+
+        inputs = inputs_from_checkpoint(sela, compare={"BYOL-A": str(byol)})
+        result = run_analysis(inputs, out / "analysis")
+        return {"report": str(result.files["report"]), "heatmap": str(result.files["heatmap"]),
+                "map": str(result.files.get("map", "")), "summary": str(result.files["summary"])}
+
+    analysis = stage("analyze", analyze)
+
+    def hear_tasks() -> dict:
+        from hear_sela.data.hear_tasks import write_hear_tasks
+
+        dirs = write_hear_tasks(out / "hear_tasks", seed=0, size=hear_size)
+        return {"tasks": [d.name for d in dirs]}
+
+    stage("hear_tasks", hear_tasks)
+
+    def export() -> dict:
+        from hear_sela.checkpoint import export_encoder
+
+        return {"sela": str(export_encoder(sela, out / "exports" / "sela.safetensors")),
+                "byola": str(export_encoder(byol, out / "exports" / "byola.safetensors"))}
+
+    exports = stage("export", export)
+
+    def evaluate() -> dict:
+        from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec
+
+        specs = [parse_module_spec(f"sela=hear_sela:{exports['sela']}"),
+                 parse_module_spec(f"byola=hear_sela:{exports['byola']}")]
+        table = evaluate_modules(out / "hear_tasks", specs, out / "evaluation",
+                                 EvalOptions(grid=grid, grid_points=2 if args.quick else 4, batch=True))
+        failed = int(table.drop(columns=["task", "metric"]).isna().to_numpy().sum())
+        return {"comparison": str(out / "evaluation" / "comparison.md"), "failed_cells": failed}
+
+    evaluation = stage("evaluate", evaluate)
+    print_summary(out, analysis, evaluation, time.perf_counter() - t_start)
+    return 0 if evaluation["failed_cells"] == 0 else 1
+
+
+def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -> None:
+    """The short tables the demo ends with: clustering against the generating classes, and heareval's scores."""
+    import pandas as pd
+
+    from hear_sela.analysis.report import markdown_table
+
+    summary = json.loads(Path(analysis["summary"]).read_text())
+    m = pd.DataFrame(summary["metrics"])
+    m = m[m["reference"] == "labels"]
+    head = f"SeLa head {summary['report_head']}"
+    keep = [head, *[x for x in m["method"] if x.startswith("k-means") or x.startswith("random")]]
+    m = m.set_index("method").loc[keep].reset_index()
+    print("\n== SeLa's emergent classes vs the generating classes (clip level) ==")
+    print(markdown_table(m[["method", "k_used", "nmi", "ami", "ari", "purity"]]))
+    print("\n== HEAR tasks through heareval (official test score) ==")
+    print(markdown_table(pd.read_csv(out / "evaluation" / "comparison.csv"), na="failed"))
+    print(f"\nanalysis report: {analysis['report']}")
+    print(f"plots:           {analysis['heatmap']}, {analysis['map']}")
+    print(f"comparison:      {evaluation['comparison']} (+ comparison.csv, comparison.png)")
+    print(f"labels export:   {Path(analysis['report']).parent / 'labels.csv'}")
+    print(f"total {seconds / 60:.1f} min this run (finished stages are skipped on a rerun)")

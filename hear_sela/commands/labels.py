@@ -1,0 +1,29 @@
+"""hear-sela labels CKPT [--out labels.csv]: re-run a label update from a SeLa checkpoint on its feature cache and
+write one row per (segment, head): clip_id, segment_start, head, label, confidence."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("hear_sela.labels")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="SeLa training checkpoint (.pt)")
+    p.add_argument("--out", default="labels.csv", help="output CSV (default labels.csv)")
+    p.add_argument("--cache", default=None, help="feature cache directory (default: the checkpoint's)")
+    p.add_argument("--stored", action="store_true",
+                   help="write the labels stored in the checkpoint instead of solving afresh")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hear_sela.label_update import relabel_checkpoint, write_labels_csv
+
+    store, cache = relabel_checkpoint(args.checkpoint, cache_dir=args.cache, device=args.device,
+                                      solve=not args.stored)
+    out = write_labels_csv(Path(args.out), store, cache)
+    log.info("wrote %s: %d segments x %d heads", out, store.labels.shape[1], store.labels.shape[0])
+    return 0

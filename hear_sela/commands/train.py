@@ -1,0 +1,33 @@
+"""hear-sela train RECIPE [key=value ...] [--resume]: train SeLa or BYOL-A (single process or under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hear_sela import distributed as dist
+from hear_sela.config import load_config
+
+log = logging.getLogger("hear_sela.train")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted config overrides, e.g. train.epochs=10 sela.clusters=500")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue <train.out_dir>/last.pt (or the checkpoint given) exactly where it stopped")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hear_sela.train import train
+
+    cfg = load_config(args.recipe, args.overrides)
+    if not dist.is_main() and dist.is_initialized():
+        logging.getLogger().setLevel(logging.WARNING)  # one rank talks
+    try:
+        final = train(cfg, resume=args.resume)
+    finally:
+        dist.shutdown()
+    log.info("final checkpoint: %s", final)
+    return 0

@@ -1,0 +1,87 @@
+"""Decode any common audio file to 16 kHz mono float32, or say precisely why not.
+
+Decoding: soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, AIFF, MP3 where libsndfile >= 1.1 has it). Only a file
+whose extension libsndfile does not handle at all (e.g. .m4a) goes to torchaudio.load, which needs torchcodec;
+a damaged .wav is reported as damaged, never retried elsewhere.
+
+Resampling: scipy.signal.resample_poly. It works on the numpy array we already have (decoding runs in DataLoader
+workers, where a torch round trip would only add tensor copies and torch thread-pool contention), it applies the
+exact rational ratio (44.1 kHz -> 16 kHz = 160/441) through a Kaiser-windowed polyphase anti-aliasing FIR, and its
+output length is ceil(S * up / down), so one second in is exactly one second out. torchaudio.functional.resample
+(windowed sinc) would serve equally well for quality.
+Legend: S samples, C channels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+# Extensions libsndfile decodes; a read failure on these is a damaged file, not an unsupported format.
+SOUNDFILE_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf",
+     ".rf64"} | ({".mp3"} if "MP3" in sf.available_formats() else set())
+)
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable, damaged, empty or holds non-finite samples."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """(S, C) float32 samples and the file's sample rate."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data, int(sr)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+            raise AudioError(path, f"unreadable or corrupt audio ({e})") from None
+        sf_error = str(e)
+    try:
+        import torchaudio
+
+        wav, sr = torchaudio.load(str(path))  # (C, S)
+    except Exception as e:  # ImportError (no torchcodec) or any decoder error: report both decoders' reasons
+        raise AudioError(path, f"format not readable by soundfile ({sf_error}) nor torchaudio "
+                               f"({type(e).__name__}: {e})") from None
+    return wav.numpy().T.astype(np.float32, copy=False), int(sr)
+
+
+def resample(x: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
+    """(S,) at orig_sr -> (ceil(S * sample_rate / orig_sr),) float32 at sample_rate."""
+    if orig_sr == sample_rate:
+        return x.astype(np.float32, copy=False)
+    g = math.gcd(orig_sr, sample_rate)
+    return resample_poly(x, sample_rate // g, orig_sr // g).astype(np.float32, copy=False)
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode `path`, downmix to mono (channel mean), resample to `sample_rate`: (S,) float32.
+
+    Raises AudioError naming the file and the problem: missing, not a file, unreadable/corrupt, empty (0 samples),
+    NaN or infinite samples. Digital silence is valid audio and is returned as such.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found" + (" (dangling symlink)" if path.is_symlink() else ""))
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    data, sr = _read(path)  # (S, C)
+    if sr <= 0:
+        raise AudioError(path, f"invalid sample rate {sr}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(path, "empty audio (0 samples)")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise AudioError(path, f"{int(bad.sum())} non-finite (NaN/inf) sample values")
+    mono = data.mean(axis=1)  # (S,)
+    return resample(mono, sr, sample_rate)

@@ -1,0 +1,60 @@
+"""Any folder of audio files, searched recursively, with an optional labels CSV (for analysis only).
+
+clip_id = the file's path relative to the root, POSIX separators, without extension ("dogs/bark_01").
+Order = sorted by that relative path, so the same folder always gives the same record list (and cache).
+Hidden files and folders (name starting with ".", e.g. macOS "._x.wav" resource forks) are ignored.
+Labels CSV: FSD50K's format (fname,labels; several labels comma-separated in one quoted field); `fname` may be the
+relative path with or without extension.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hear_sela.data.audio import SOUNDFILE_EXTENSIONS
+from hear_sela.data.records import ClipRecord, DataError, read_labels_csv
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS: frozenset[str] = SOUNDFILE_EXTENSIONS
+
+
+def scan_folder(root: str | Path, labels_csv: str | Path | None = None,
+                extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS) -> list[ClipRecord]:
+    """All audio files under `root` (recursive), sorted, with labels from `labels_csv` when given."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"audio folder not found: {root}")
+    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    files = sorted(
+        (p for p in root.rglob("*")
+         if p.suffix.lower() in exts and p.is_file()
+         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if not files:
+        raise DataError(f"no audio files ({', '.join(sorted(exts))}) under {root}")
+    seen: dict[str, Path] = {}
+    for p in files:
+        cid = p.relative_to(root).with_suffix("").as_posix()
+        if cid in seen:
+            raise DataError(f"two files share clip id {cid!r}: {seen[cid]} and {p}; rename one")
+        seen[cid] = p
+    labels = read_labels_csv(labels_csv) if labels_csv is not None else {}
+    records, used = [], set()
+    for cid, p in seen.items():
+        rel = p.relative_to(root).as_posix()
+        key = rel if rel in labels else cid
+        if key in labels:
+            used.add(key)
+        records.append(ClipRecord(cid, str(p), labels.get(key, ())))
+    if labels_csv is not None:
+        unmatched = sorted(set(labels) - used)
+        unlabelled = sum(1 for r in records if not r.labels)
+        if unmatched:
+            log.warning("%s: %d row(s) name no audio file under %s (first: %s)", labels_csv, len(unmatched), root,
+                        ", ".join(unmatched[:3]))
+        if unlabelled:
+            log.warning("%s: %d of %d clips have no labels row", labels_csv, unlabelled, len(records))
+    return records

@@ -1,0 +1,430 @@
+"""Run heareval for several HEAR modules over a folder of tasks and tabulate the official scores.
+
+For every module and task, heareval's two runners run as subprocesses, exactly as heareval documents them:
+
+    python -m heareval.embeddings.runner MODULE [--model CKPT] --tasks-dir TASKS --task TASK --embeddings-dir E
+    python -m heareval.predictions.runner E/<MODULE>/<TASK> --grid GRID [--grid-points P]
+
+- Embeddings: heareval names its output folder after the module and its model options, not the checkpoint, so two
+  checkpoints of one module would overwrite each other. Each module spec therefore gets its own embeddings root,
+  `OUT/embeddings/<alias>/`, and heareval writes `<alias>/<module>/<task>/` beneath it.
+- Predictions run with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1: torch >= 2.6 loads with weights_only=True, which refuses
+  the PyTorch Lightning checkpoints heareval has just written itself (they pickle hyper-parameters). The variable
+  only affects that subprocess, and the only files it loads are its own, written moments before into OUT, so no
+  foreign pickle is ever unpickled. Our own checkpoints always load with weights_only=True or safetensors.
+  The runner's working directory is OUT (its CSV logs go to OUT/logs/).
+- Resume: heareval's markers (`.done.embeddings`, `prediction-done.json`) skip finished stages, and our state file
+  `OUT/evaluate_state.json` remembers each checkpoint's size and mtime: a changed checkpoint redoes its module.
+- Failure isolation: each (module, task) stage is its own subprocess; a failure is logged with the tail of its
+  output (full log in OUT/logs/<alias>/<task>.<stage>.log), marked in the state file and the table, and the
+  remaining tasks and modules carry on. Failed stages are retried on the next run.
+- Runner: `heareval` (the commands above) or `compat` (`python -m hear_sela.heareval_compat embeddings|predictions
+  ...`, the same entry points with heareval's CUDA-only checks fixed); `auto` picks compat when CUDA is visible.
+
+Outputs: `comparison.csv` and `comparison.md` (task x module, the task's official metric = heareval's test_score,
+the first metric in the task's `evaluation` list, or aggregated_scores.test_score_mean for k-fold tasks; the mean
+over tasks; and SeLa - BYOL-A when one module of each objective is present), `comparison.png` (bar plot).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hear_sela.checkpoint import atomic_write
+
+log = logging.getLogger("hear_sela.evaluate")
+
+WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+STATE_FILE = "evaluate_state.json"
+DIFF_COLUMN = "SeLa - BYOL-A"
+TAIL_LINES = 30
+
+
+# ---------------------------------------------------------------- module specs
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One column of the comparison: an importable HEAR module and an optional weights file."""
+
+    alias: str  # column name and embeddings folder name
+    module: str
+    checkpoint: str | None = None
+    objective: str | None = None  # sela | byol | None (for the SeLa - BYOL-A column)
+
+
+def parse_module_spec(text: str) -> ModuleSpec:
+    """`[ALIAS=]MODULE[:CKPT]` -> ModuleSpec (alias and objective filled in later by `resolve_specs`)."""
+    alias = None
+    if "=" in text.split(":", 1)[0]:
+        alias, text = text.split("=", 1)
+    module, _, ckpt = text.partition(":")
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
+        raise ValueError(f"--module {text!r}: {module!r} is not an importable module name")
+    if ckpt and not Path(ckpt).exists():
+        raise FileNotFoundError(f"--module {text!r}: checkpoint {ckpt} does not exist")
+    return ModuleSpec(alias=alias or "", module=module, checkpoint=ckpt or None)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "module"
+
+
+def _objective(spec: ModuleSpec) -> str | None:
+    """sela / byol from a hear_sela checkpoint's stored config, else from the alias; None if unknown."""
+    if spec.checkpoint and spec.module.split(".")[0] == "hear_sela":
+        from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
+
+        try:
+            return load_encoder_bundle(spec.checkpoint).objective
+        except CheckpointError as e:
+            log.warning("cannot read the objective of %s: %s", spec.checkpoint, e)
+    name = spec.alias.lower()
+    return "byol" if "byol" in name else "sela" if "sela" in name else None
+
+
+def resolve_specs(specs: Sequence[ModuleSpec]) -> list[ModuleSpec]:
+    """Fill in default aliases (unique, filesystem-safe) and objectives."""
+
+    def default(s: ModuleSpec, level: int) -> str:
+        if s.alias:
+            return s.alias
+        if not s.checkpoint:
+            return s.module
+        p = Path(s.checkpoint)
+        return f"{s.module}:{'/'.join([*p.parent.parts[-level:], p.stem]) if level else p.stem}"
+
+    for level in range(4):
+        aliases = [default(s, level) for s in specs]
+        if len(set(aliases)) == len(aliases):
+            break
+    else:
+        raise ValueError(f"module specs {[s.alias or s.module for s in specs]} are not distinguishable: "
+                         "name them with ALIAS=MODULE[:CKPT]")
+    if len({_slug(a) for a in aliases}) != len(aliases):
+        raise ValueError(f"aliases {aliases} collide once made filesystem-safe; choose distinct ALIAS= names")
+    named = [ModuleSpec(alias, s.module, s.checkpoint, s.objective) for s, alias in zip(specs, aliases)]
+    return [ModuleSpec(s.alias, s.module, s.checkpoint, s.objective or _objective(s)) for s in named]
+
+
+# ---------------------------------------------------------------- running commands
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    tail: str  # last lines of the combined output
+
+
+CommandRunner = Callable[[list[str], dict[str, str], Path, Path], CommandResult]
+
+
+def run_command(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> CommandResult:
+    """Run `cmd`, stdout and stderr to `log_path`; the default CommandRunner."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, check=False)
+    lines = log_path.read_text(errors="replace").splitlines()
+    return CommandResult(proc.returncode, "\n".join(lines[-TAIL_LINES:]))
+
+
+@dataclass
+class EvalOptions:
+    grid: str = "default"  # heareval predictions grid: default | fast | faster
+    grid_points: int | None = None  # heareval default 8
+    runner: str = "auto"  # heareval | compat | auto
+    cpu: bool = False  # hide CUDA from the runners
+    batch: bool = False  # first one runner call per module and stage for all pending tasks (see _run_batched)
+
+
+def _entry(stage: str, runner: str) -> list[str]:
+    if runner == "auto":
+        import torch
+
+        runner = "compat" if torch.cuda.is_available() else "heareval"
+    if runner == "compat":
+        return [sys.executable, "-m", "hear_sela.heareval_compat", stage]
+    if runner == "heareval":
+        return [sys.executable, "-m", f"heareval.{stage}.runner"]
+    raise ValueError(f"runner {runner!r} must be heareval, compat or auto")
+
+
+# ---------------------------------------------------------------- state
+
+
+def _fingerprint(spec: ModuleSpec) -> str | None:
+    if not spec.checkpoint:
+        return None
+    st = Path(spec.checkpoint).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass
+class TaskState:
+    status: str = "pending"  # pending | done | failed
+    stage: str = ""  # the stage that failed (embeddings | predictions | scores)
+    error: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    task_dir: str = ""  # heareval's embeddings folder of this task
+
+
+def _load_state(path: Path) -> dict:
+    if not path.is_file():
+        return {"modules": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: damaged state file ({e}); delete it to start over") from None
+
+
+def _save_state(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def list_tasks(tasks_dir: Path) -> list[str]:
+    """Task folder names under `tasks_dir` (those holding a task_metadata.json), sorted."""
+    tasks = sorted(p.name for p in tasks_dir.iterdir() if (p / "task_metadata.json").is_file())
+    if not tasks:
+        raise FileNotFoundError(f"no HEAR tasks (folders with task_metadata.json) in {tasks_dir}")
+    return tasks
+
+
+def _find_task_dir(emb_root: Path, task: str) -> Path | None:
+    hits = sorted(p for p in emb_root.glob(f"*/{task}") if p.is_dir())
+    return hits[0] if hits else None
+
+
+def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir: str | Path,
+                     options: EvalOptions | None = None, tasks: Sequence[str] | None = None,
+                     runner: CommandRunner = run_command) -> pd.DataFrame:
+    """Run (or resume) every module on every task, then write the comparison. Returns the comparison table."""
+    options = options or EvalOptions()
+    tasks_dir, out_dir = Path(tasks_dir).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = list(tasks) if tasks else list_tasks(tasks_dir)
+    specs = resolve_specs(specs)
+    state_path = out_dir / STATE_FILE
+    state = _load_state(state_path)
+    env = dict(os.environ)
+    if options.cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    for spec in specs:
+        key = _slug(spec.alias)
+        emb_root = out_dir / "embeddings" / key
+        entry = state["modules"].get(key, {})
+        fp = _fingerprint(spec)
+        if entry.get("fingerprint") != fp or entry.get("module") != spec.module:
+            if emb_root.exists():
+                log.info("%s: checkpoint or module changed since the last run; recomputing", spec.alias)
+                shutil.rmtree(emb_root)
+            entry = {"tasks": {}}
+        entry.update(alias=spec.alias, module=spec.module, checkpoint=spec.checkpoint, fingerprint=fp,
+                     objective=spec.objective)
+        state["modules"][key] = entry
+        if options.batch:
+            _run_batched(spec, tasks, tasks_dir, emb_root, out_dir, options, env, runner)
+        for task in tasks:
+            ts = TaskState(**entry["tasks"].get(task, {}))
+            _run_task(spec, task, tasks_dir, emb_root, out_dir, ts, options, env, runner)
+            entry["tasks"][task] = asdict(ts)
+            _save_state(state_path, state)
+    metrics = {t: json.loads((tasks_dir / t / "task_metadata.json").read_text())["evaluation"][0] for t in tasks}
+    table = comparison_table(state, tasks, [_slug(s.alias) for s in specs], metrics)
+    write_comparison(table, out_dir)
+    return table
+
+
+def _run_batched(spec: ModuleSpec, tasks: Sequence[str], tasks_dir: Path, emb_root: Path, out_dir: Path,
+                 options: EvalOptions, env: dict[str, str], runner: CommandRunner) -> None:
+    """Saves the runners' start-up (importing tensorflow, torch, the module; ~10 s each) by doing all pending tasks
+    of a module in one call per stage: `--task all` when every entry of the tasks folder is pending, and one
+    predictions call over all embedded tasks. The outcome is not recorded here: the per-task pass that follows
+    finds the finished tasks by heareval's markers and redoes the rest one by one, which isolates a failure."""
+    logs = out_dir / "logs" / _slug(spec.alias)
+    pending = [t for t in tasks if not ((d := _find_task_dir(emb_root, t)) and (d / ".done.embeddings").exists())]
+    every = sorted(p.name for p in tasks_dir.iterdir())  # heareval's "all" takes every entry of the folder
+    if len(pending) > 1 and sorted(pending) == every:
+        cmd = [*_entry("embeddings", options.runner), spec.module]
+        if spec.checkpoint:
+            cmd += ["--model", str(Path(spec.checkpoint).resolve())]
+        cmd += ["--tasks-dir", str(tasks_dir), "--task", "all", "--embeddings-dir", str(emb_root)]
+        log.info("%s: embeddings for all %d tasks in one call", spec.alias, len(pending))
+        runner(cmd, env, out_dir, logs / "all.embeddings.log")
+    dirs = [d for t in tasks if (d := _find_task_dir(emb_root, t)) and (d / ".done.embeddings").exists()
+            and not (d / "prediction-done.json").exists()]
+    if len(dirs) > 1:
+        cmd = [*_entry("predictions", options.runner), *map(str, dirs), "--grid", options.grid]
+        if options.grid_points:
+            cmd += ["--grid-points", str(options.grid_points)]
+        log.info("%s: predictions for %d tasks in one call", spec.alias, len(dirs))
+        runner(cmd, {**env, WEIGHTS_ONLY_ENV: "1"}, out_dir, logs / "all.predictions.log")
+
+
+def _run_task(spec: ModuleSpec, task: str, tasks_dir: Path, emb_root: Path, out_dir: Path, ts: TaskState,
+              options: EvalOptions, env: dict[str, str], runner: CommandRunner) -> None:
+    """Bring one (module, task) to done, or record where it failed. Never raises for a runner failure."""
+    logs = out_dir / "logs" / _slug(spec.alias)
+    task_dir = _find_task_dir(emb_root, task)
+    if task_dir is None or not (task_dir / ".done.embeddings").exists():
+        cmd = [*_entry("embeddings", options.runner), spec.module]
+        if spec.checkpoint:
+            cmd += ["--model", str(Path(spec.checkpoint).resolve())]
+        cmd += ["--tasks-dir", str(tasks_dir), "--task", task, "--embeddings-dir", str(emb_root)]
+        if not _stage(ts, "embeddings", cmd, env, out_dir, logs / f"{task}.embeddings.log", runner, spec.alias, task):
+            return
+        task_dir = _find_task_dir(emb_root, task)
+        if task_dir is None or not (task_dir / ".done.embeddings").exists():
+            _fail(ts, "embeddings", f"heareval finished but wrote no {emb_root}/*/{task}/.done.embeddings",
+                  spec.alias, task)
+            return
+    ts.task_dir = str(task_dir)
+    if not (task_dir / "prediction-done.json").exists():
+        cmd = [*_entry("predictions", options.runner), str(task_dir), "--grid", options.grid]
+        if options.grid_points:
+            cmd += ["--grid-points", str(options.grid_points)]
+        pred_env = {**env, WEIGHTS_ONLY_ENV: "1"}
+        if not _stage(ts, "predictions", cmd, pred_env, out_dir, logs / f"{task}.predictions.log", runner,
+                      spec.alias, task):
+            return
+    try:
+        read_task_score(task_dir)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        _fail(ts, "scores", str(e), spec.alias, task)
+        return
+    ts.status, ts.stage, ts.error = "done", "", ""
+
+
+def _stage(ts: TaskState, stage: str, cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path,
+           runner: CommandRunner, alias: str, task: str) -> bool:
+    log.info("%s / %s: %s", alias, task, stage)
+    t0 = time.perf_counter()
+    result = runner(cmd, env, cwd, log_path)
+    ts.seconds[stage] = round(time.perf_counter() - t0, 2)
+    if result.returncode != 0:
+        _fail(ts, stage, f"exit {result.returncode}; log {log_path}\n{result.tail}", alias, task)
+        return False
+    return True
+
+
+def _fail(ts: TaskState, stage: str, error: str, alias: str, task: str) -> None:
+    ts.status, ts.stage, ts.error = "failed", stage, error
+    log.error("%s / %s: %s failed: %s", alias, task, stage, error)
+
+
+# ---------------------------------------------------------------- scores and tables
+
+
+def read_task_score(task_dir: str | Path) -> tuple[float, str, str]:
+    """(official score, metric name, score mode max|min) from heareval's test.predicted-scores.json."""
+    task_dir = Path(task_dir)
+    path = task_dir / "test.predicted-scores.json"
+    scores = json.loads(path.read_text())
+    if "test" in scores:
+        value = scores["test"]["test_score"]
+    elif "aggregated_scores" in scores:
+        value = scores["aggregated_scores"]["test_score_mean"]
+    else:
+        raise KeyError(f"{path}: neither 'test' nor 'aggregated_scores' present (keys {sorted(scores)})")
+    metric = "?"
+    meta = task_dir / "task_metadata.json"
+    if meta.is_file():
+        metric = json.loads(meta.read_text())["evaluation"][0]
+    return float(value), metric, str(scores.get("score_mode", "max"))
+
+
+def comparison_table(state: dict, tasks: Sequence[str], keys: Sequence[str],
+                     metrics: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows: tasks then 'mean'; columns: metric, one per module alias, and SeLa - BYOL-A when computable.
+    Failed or missing cells are NaN; their reasons stay in the state file and comparison.md."""
+    modules = [state["modules"][k] for k in keys]
+    rows = []
+    for task in tasks:
+        row: dict[str, object] = {"task": task, "metric": (metrics or {}).get(task, "")}
+        for m in modules:
+            ts = m["tasks"].get(task, {})
+            value = np.nan
+            if ts.get("status") == "done":
+                value, metric, _ = read_task_score(ts["task_dir"])
+                row["metric"] = metric
+            row[m["alias"]] = value
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["task", "metric", *[m["alias"] for m in modules]])
+    sela = [m["alias"] for m in modules if m.get("objective") == "sela"]
+    byol = [m["alias"] for m in modules if m.get("objective") == "byol"]
+    if sela and byol:
+        table[DIFF_COLUMN] = table[sela[0]] - table[byol[0]]
+    mean = {"task": "mean", "metric": "(mean over tasks)"}
+    for col in table.columns[2:]:
+        mean[col] = table[col].mean() if table[col].notna().all() else np.nan
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def failures(state: dict) -> list[tuple[str, str, str, str]]:
+    """(alias, task, stage, error) of every failed cell."""
+    return [(m["alias"], task, ts["stage"], ts["error"]) for m in state["modules"].values()
+            for task, ts in m["tasks"].items() if ts.get("status") == "failed"]
+
+
+def write_comparison(table: pd.DataFrame, out_dir: Path) -> None:
+    """comparison.csv, comparison.md (with a failures section) and comparison.png."""
+    from hear_sela.analysis.report import markdown_table
+
+    state = _load_state(out_dir / STATE_FILE)
+    table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6g")
+    lines = ["# HEAR evaluation: official test score per task", "",
+             "Each cell is heareval's `test_score` (the task's first `evaluation` metric), or the mean over folds for "
+             "k-fold tasks; blank = failed (see below). Mean = over tasks, only when every task succeeded.", ""]
+    modules = [m for m in state["modules"].values() if m["alias"] in table.columns]
+    lines += [f"- `{m['alias']}`: module `{m['module']}`" + (f", checkpoint `{m['checkpoint']}`" if m["checkpoint"]
+                                                             else "") + (f", objective {m['objective']}"
+                                                                         if m.get("objective") else "")
+              for m in modules]
+    lines += ["", markdown_table(table, na="failed"), ""]
+    fails = [f for f in failures(state) if f[0] in table.columns]
+    if fails:
+        lines += ["## Failures", ""]
+        for alias, task, stage, error in fails:
+            tail = "\n".join(error.splitlines()[-8:])
+            lines += [f"- `{alias}` / `{task}`: {stage} failed", "", "```", tail, "```", ""]
+    (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
+    _bar_plot(table, out_dir / "comparison.png")
+
+
+def _bar_plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in table.columns[2:] if c != DIFF_COLUMN]
+    rows = table[table["task"] != "mean"]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(cols))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows) + 2), 3.6))
+    for i, col in enumerate(cols):
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, rows[col].fillna(0.0), width, label=col)
+    ax.set_xticks(x, [f"{t}\n({m})" for t, m in zip(rows["task"], rows["metric"])], fontsize=7)
+    ax.set_ylabel("official test score")
+    ax.set_title("HEAR tasks: official score per module")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,333 @@
+"""The HEAR 2021 API over a hear_sela encoder: `load_model`, `get_scene_embeddings`, `get_timestamp_embeddings`.
+
+heareval imports a module by name and calls these three functions (hearbenchmark.com/hear-api.html). The model is
+the training frontend (LogMel, with the checkpoint's normalisation statistics) followed by the trained encoder, so
+embeddings are computed exactly as during the label update.
+
+- Scene embedding: the encoder's own clip embedding over the whole clip, `forward_head(forward_features(logmel))`.
+  Long clips are encoded in chunks that overlap by the encoder's receptive context (measured once at load), so each
+  chunk's kept frames equal the frames of one pass over the whole clip; the head then pools all frames of the clip
+  at once. Chunking therefore changes nothing but memory (up to float rounding).
+- Timestamp embedding at t: the clip embedding of a window of `window_ms` (default: the training crop) centred on
+  t, i.e. the representation the objective was trained on, at a hop of `hop_ms` (default 50). The encoders' own
+  frame strides (80 ms for audiontt, 640 ms for resnet at hop 20 ms) are too coarse for event onsets, and their
+  frame features were never trained on their own. Outside the clip is digital silence.
+- Timestamps are window centres in ms, t_i = i * hop_ms (computed per index, not accumulated), for
+  i = 0 .. floor(duration / hop_ms), so the last one is never after the end of the clip.
+
+Legend: N sounds, S samples, F mel bins, T frames, T' encoder frames, W window frames, K timestamps, D embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
+from hear_sela.frontend import LogMel
+from hear_sela.heareval_compat import load_triton_beside_tensorflow
+
+HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
+DEFAULT_WEIGHTS = "default.safetensors"  # in hear_sela/assets/
+
+
+@dataclass(frozen=True)
+class HearOptions:
+    """Options accepted by `load_model(..., **options)` (heareval: `--model-options '{"hop_ms": 25}'`)."""
+
+    hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
+    window_ms: float | None = None  # timestamp window; None = the training crop (augment.crop_frames frames)
+    chunk_seconds: float = 10.0  # encoder span per chunk of a long clip (memory, not results)
+    batch_seconds: float = 120.0  # audio seconds (windows or chunks) per encoder forward pass (memory)
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> HearOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown hear_sela model option(s) {unknown}; valid options: {sorted(known)}")
+        for name, value in options.items():
+            if value is None and name == "window_ms":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"model option {name}={value!r} must be a positive number")
+        return cls(**{k: float(v) if v is not None else None for k, v in options.items()})
+
+
+class HearSelaModel(nn.Module):
+    """Frontend + encoder, always in eval mode (heareval never calls eval(); `train()` is a no-op here).
+
+    Attributes required by HEAR: `sample_rate`, `scene_embedding_size`, `timestamp_embedding_size` (Python ints).
+    """
+
+    def __init__(self, bundle: EncoderBundle, options: HearOptions):
+        super().__init__()
+        cfg = bundle.config
+        self.frontend = LogMel(cfg.frontend)
+        self.encoder = bundle.encoder
+        self.options = options
+        self.source = bundle.source
+        self.objective = bundle.objective
+        self.sample_rate = int(cfg.frontend.sample_rate)
+        if self.sample_rate not in HEAR_SAMPLE_RATES:
+            raise ValueError(f"{bundle.source}: frontend sample_rate {self.sample_rate} is not a HEAR sample rate "
+                             f"{HEAR_SAMPLE_RATES}")
+        self.scene_embedding_size = int(self.encoder.embed_dim)
+        self.timestamp_embedding_size = int(self.encoder.embed_dim)
+
+        stride = int(self.encoder.time_stride)
+        frame_ms = 1000.0 * cfg.frontend.hop_length / self.sample_rate
+        window_ms = options.window_ms if options.window_ms is not None else cfg.augment.crop_frames * frame_ms
+        # whole encoder frames, at least the encoder's minimum input
+        self.window_frames = max(int(self.encoder.min_frames), stride * max(1, round(window_ms / frame_ms / stride)))
+        self.context_frames = receptive_context(self.encoder, cfg.frontend.n_mels)
+        # chunks of at least 4x the context on each side keep the recomputed overlap under 50 %
+        chunk = stride * max(1, round(options.chunk_seconds * 1000.0 / frame_ms / stride))
+        self.chunk_frames = max(chunk, 4 * (self.context_frames or 0))
+        self.batch_frames = max(1, round(options.batch_seconds * 1000.0 / frame_ms))
+        # the normalised log-mel of digital silence: what lies outside a clip
+        self.silence = float(self.frontend.normalize(torch.tensor(math.log(cfg.frontend.eps))))
+        self.eval()
+
+    def train(self, mode: bool = True) -> HearSelaModel:
+        """Inference-only wrapper: stays in eval mode (BatchNorm running stats, no dropout) whatever is asked."""
+        return super().train(False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:  # (N, S) -> (N, D)
+        return get_scene_embeddings(audio, self)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+
+# ---------------------------------------------------------------- the HEAR API
+
+
+def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
+    """Load a hear_sela checkpoint or export (or, with no path, the embedded default weights) as a HEAR model.
+
+    Args:
+        model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours; "" = embedded default.
+        **options: see `HearOptions` (hop_ms, window_ms, chunk_seconds, batch_seconds).
+    Raises:
+        CheckpointError (a ValueError) naming the file when it is missing or not ours; ValueError for bad options.
+    """
+    opts = HearOptions.parse(options)
+    load_triton_beside_tensorflow()  # heareval and hearvalidator import tensorflow first; see heareval_compat
+    with ExitStack() as stack:
+        if model_file_path:
+            path = Path(model_file_path)
+        else:
+            ref = resources.files("hear_sela").joinpath("assets", DEFAULT_WEIGHTS)
+            if not ref.is_file():
+                raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall "
+                                        "hear_sela, or pass a checkpoint path)")
+            path = stack.enter_context(resources.as_file(ref))
+        bundle = load_encoder_bundle(path)
+    return HearSelaModel(bundle, opts)
+
+
+def get_scene_embeddings(audio: torch.Tensor, model: HearSelaModel) -> torch.Tensor:
+    """One embedding per clip.
+
+    Args:
+        audio: (N, S) mono audio at `model.sample_rate`, float32 in [-1, 1] (other float dtypes are cast to float32).
+        model: from `load_model`.
+    Returns:
+        (N, model.scene_embedding_size) float32, on `audio`'s device.
+    """
+    wav = _check_inputs(audio, model)  # (N, S) float32 on the model's device
+    out = [torch.zeros(0, model.scene_embedding_size, device=wav.device)]
+    with torch.no_grad():
+        for group in _clip_groups(wav, model):
+            logmel = _pad_frames(_log_mel(model, group), int(model.encoder.min_frames), model.silence)  # (n, F, T)
+            feats = _encode_frames(model, logmel)  # (n, T', D)
+            out.append(model.encoder.forward_head(feats).float())  # (n, D)
+    return torch.cat(out).to(audio.device)
+
+
+def get_timestamp_embeddings(audio: torch.Tensor, model: HearSelaModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings at regular timestamps (window centres, every `hop_ms`).
+
+    Args:
+        audio: (N, S) mono audio at `model.sample_rate`, float32 in [-1, 1] (other float dtypes are cast to float32).
+        model: from `load_model`.
+    Returns:
+        embeddings (N, K, model.timestamp_embedding_size) float32 and timestamps (N, K) float32 in milliseconds,
+        K = floor(duration_ms / hop_ms) + 1, both on `audio`'s device.
+    """
+    wav = _check_inputs(audio, model)  # (N, S)
+    n, num_samples = wav.shape
+    hop_ms = model.options.hop_ms
+    duration_ms = 1000.0 * num_samples / model.sample_rate
+    k = math.floor(duration_ms / hop_ms + 1e-9) + 1
+    index = torch.arange(k, dtype=torch.float64)  # (K,)
+    timestamps = index * hop_ms  # (K,) ms, no accumulated rounding
+    centres = index * (hop_ms * model.sample_rate / (1000.0 * model.frontend.hop_length))  # (K,) in frames
+    emb = []
+    with torch.no_grad():
+        for group in _clip_groups(wav, model):
+            emb.append(_window_embeddings(model, _log_mel(model, group), centres))  # (n, K, D)
+    embeddings = torch.cat(emb) if emb else torch.zeros(0, k, model.timestamp_embedding_size, device=wav.device)
+    ts = timestamps.to(torch.float32).expand(n, k).contiguous()  # (N, K)
+    return embeddings.to(audio.device), ts.to(audio.device)
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _check_inputs(audio: Any, model: Any) -> torch.Tensor:
+    """(N, S) float audio -> float32 on the model's device, or a ValueError/TypeError that says what is wrong."""
+    if not isinstance(model, HearSelaModel):
+        raise TypeError(f"model must come from hear_sela.load_model(), got {type(model).__name__}")
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"audio must be a torch.Tensor of shape (n_sounds, n_samples), got {type(audio).__name__}")
+    if audio.ndim != 2:
+        hint = " (add a batch dimension: audio[None])" if audio.ndim == 1 else " (mono only: mix channels down)"
+        raise ValueError(f"audio must have shape (n_sounds, n_samples), got {tuple(audio.shape)}{hint}")
+    if not audio.is_floating_point():
+        raise ValueError(f"audio must be float32 in [-1, 1], got dtype {audio.dtype} (integer PCM: divide by its "
+                         "full scale, e.g. audio.float() / 32768 for int16)")
+    if audio.shape[1] == 0:
+        raise ValueError(f"audio has zero samples (shape {tuple(audio.shape)}): nothing to embed")
+    wav = audio.to(device=model.device, dtype=torch.float32)
+    bad = ~torch.isfinite(wav).all(dim=1)  # (N,)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"audio contains NaN or infinite samples in sound(s) {rows[:10]}"
+                         f"{' ...' if len(rows) > 10 else ''}")
+    return wav
+
+
+# ---------------------------------------------------------------- computation
+
+
+def _clip_groups(wav: torch.Tensor, model: HearSelaModel) -> list[torch.Tensor]:
+    """Split (N, S) into groups of clips whose frames fit one batch, so memory stays bounded for long clips."""
+    frames = model.frontend.num_frames(wav.shape[1])
+    per_group = max(1, model.batch_frames // frames)
+    return list(wav.split(per_group)) if len(wav) else []
+
+
+def _log_mel(model: HearSelaModel, wav: torch.Tensor) -> torch.Tensor:
+    """(n, S) -> (n, F, T) normalised log-mel, T = S // hop + 1, computed in chunks of audio.
+
+    Each chunk carries ceil(n_fft / 2 / hop) hops of real audio on both sides, so every kept frame sees the same
+    samples (and the same reflect padding at the clip's ends) as one STFT over the whole clip.
+    """
+    front = model.frontend
+    hop, n_fft = front.hop_length, front.cfg.n_fft
+    num_samples = wav.shape[1]
+    total = front.num_frames(num_samples)
+    chunk = model.chunk_frames
+    if total <= 2 * chunk:
+        return front(wav)[..., :total]  # short clips: one pass (LogMel pads clips under half a window)
+    pad = math.ceil(n_fft / 2 / hop) * hop
+    parts = []
+    for f0 in range(0, total, chunk):
+        f1 = min(f0 + chunk, total)
+        s0 = max(0, f0 * hop - pad)
+        s1 = min(num_samples, (f1 - 1) * hop + pad + 1)
+        mel = front(wav[:, s0:s1])  # (n, F, T_chunk), frame j centred on sample s0 + j * hop
+        j0 = (f0 * hop - s0) // hop
+        parts.append(mel[..., j0:j0 + (f1 - f0)])
+    return torch.cat(parts, dim=-1)
+
+
+def _pad_frames(logmel: torch.Tensor, min_frames: int, value: float) -> torch.Tensor:
+    """Pad (n, F, T) at the end with silence up to `min_frames` frames (clips shorter than the encoder's input)."""
+    short = min_frames - logmel.shape[-1]
+    return nn.functional.pad(logmel, (0, short), value=value) if short > 0 else logmel
+
+
+def _encode_frames(model: HearSelaModel, logmel: torch.Tensor) -> torch.Tensor:
+    """(n, F, T) -> (n, T', D) encoder frame features, chunked along time without changing them.
+
+    A chunk [c0, c1) (a multiple of the encoder stride, so pooling grids align) is encoded together with
+    `context_frames` of real neighbouring frames on each side, and only its own output frames are kept; the last
+    chunk keeps everything to the end, so T' is whatever one pass over the whole clip gives.
+    """
+    enc = model.encoder
+    stride = int(enc.time_stride)
+    n, _, total = logmel.shape
+    margin, chunk = model.context_frames, model.chunk_frames
+    if margin is None or total <= chunk + 2 * margin:
+        spans = [(0, total, 0, total)]  # (c0, c1, lo, hi): one pass over the whole clip
+    else:
+        starts = range(0, total - chunk // 2, chunk)  # a short tail joins the previous chunk
+        ends = [*starts[1:], total]
+        spans = [(c0, c1, max(0, c0 - margin), min(total, c1 + margin)) for c0, c1 in zip(starts, ends)]
+    rows: dict[tuple[int, int], torch.Tensor] = {}
+    # encode spans of equal length together: all interior chunks of all clips share one shape
+    by_length: dict[int, list[int]] = {}
+    for s, (_, _, lo, hi) in enumerate(spans):
+        by_length.setdefault(hi - lo, []).append(s)
+    for length, span_ids in by_length.items():
+        items = [(i, s) for s in span_ids for i in range(n)]
+        per_batch = max(1, model.batch_frames // length)
+        for b0 in range(0, len(items), per_batch):
+            batch = items[b0:b0 + per_batch]
+            x = torch.stack([logmel[i, :, spans[s][2]:spans[s][3]] for i, s in batch])  # (B, F, length)
+            feats = enc.forward_features(x.unsqueeze(1))  # (B, L', D)
+            for row, (i, s) in zip(feats, batch):
+                c0, c1, lo, _ = spans[s]
+                keep0 = (c0 - lo) // stride
+                last = s == len(spans) - 1
+                rows[i, s] = row[keep0:] if last else row[keep0:keep0 + (c1 - c0) // stride]
+    return torch.stack([torch.cat([rows[i, s] for s in range(len(spans))]) for i in range(n)])
+
+
+def _window_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(n, F, T) log-mel and (K,) window centres in frames -> (n, K, D) clip embeddings of the centred windows."""
+    n = logmel.shape[0]
+    width = model.window_frames
+    padded = nn.functional.pad(logmel, (width, width), value=model.silence)  # (n, F, T + 2W)
+    starts = (torch.round(centres - (width - 1) / 2).long() + width).to(logmel.device)  # (K,)
+    offsets = torch.arange(width, device=logmel.device)  # (W,)
+    per_batch = max(1, model.batch_frames // (width * n))  # windows per clip per forward
+    out = []
+    for k0 in range(0, len(starts), per_batch):
+        idx = starts[k0:k0 + per_batch, None] + offsets  # (k, W)
+        windows = rearrange(padded[:, :, idx], "n f k w -> (n k) 1 f w")  # (n*k, 1, F, W)
+        emb = model.encoder(windows).float()  # (n*k, D)
+        out.append(rearrange(emb, "(n k) d -> n k d", n=n))
+    return torch.cat(out, dim=1)
+
+
+# ---------------------------------------------------------------- receptive context
+
+
+@torch.no_grad()
+def receptive_context(encoder: nn.Module, n_mels: int, max_frames: int = 16384) -> int | None:
+    """Input frames of real context a chunk needs on each side so that its encoder frames equal a full pass.
+
+    Found structurally, independent of the weights: one encoder stride of input frames is set to NaN, and NaN
+    propagates through every convolution, pooling and linear layer to exactly the output frames whose receptive
+    field contains it. Rounded up to whole strides and to at least `min_frames`. Returns None when the affected
+    frames reach the input's ends up to `max_frames` (e.g. global attention): such encoders are never chunked.
+    """
+    stride = int(encoder.time_stride)
+    param = next(encoder.parameters())
+    length = 32 * stride
+    while length <= max_frames:
+        x = torch.zeros(1, 1, n_mels, length, dtype=param.dtype)  # (1, 1, F, L)
+        j0 = (length // 2 // stride) * stride
+        x[..., j0:j0 + stride] = float("nan")
+        hit = torch.isnan(encoder.to("cpu").forward_features(x)).flatten(2).any(-1)[0]  # (L',)
+        encoder.to(param.device)
+        frames = hit.nonzero().flatten()
+        if len(frames) and frames[0] > 0 and frames[-1] < len(hit) - 1:
+            first, last = int(frames[0]), int(frames[-1])
+            reach = max(j0 - first * stride, last * stride - j0, int(encoder.min_frames))  # frames beyond a block
+            return stride * math.ceil(reach / stride)
+        length *= 2
+    return None

@@ -1,0 +1,371 @@
+"""One training loop for both objectives (SeLa, BYOL-A): torchrun DDP, bf16 autocast on CUDA, per-sample device
+augmentation, SeLa label updates on a step schedule, atomic checkpoints and exact resume.
+
+Exact resume: a step's randomness is (a) the augmentation, drawn from a generator seeded by (seed, step, rank),
+(b) dropout, from the global torch RNG whose state is checkpointed per rank, and (c) the batch order, a pure
+function of (seed, epoch) that a resumed run re-enters at the checkpoint's position. Together with weights,
+optimiser, scheduler, label store, EMA target and mixup memory, a run killed at any point and resumed from its
+last checkpoint ends bitwise identical to an uninterrupted one (same device, same world size).
+
+Legend: B batch, V views, F mel bins, T frames, N segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from hear_sela import distributed as dist
+from hear_sela.augment import Augment, build_augment
+from hear_sela.checkpoint import (
+    build_encoder,
+    capture_rng,
+    encoder_checkpoint_state,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from hear_sela.config import Config, config_to_dict
+from hear_sela.label_update import update_labels  # imported here, not lazily: sklearn draws from Python's RNG
+from hear_sela.optim import build_optimizer, build_scheduler
+from hear_sela.schedules import label_update_steps
+from hear_sela.train_data import EpochBatches, SegmentDataset, batches_per_epoch, make_loader
+
+log = logging.getLogger("hear_sela.train")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of the augmentation generator at a global step on a rank (independent of resume)."""
+    return (seed * 1_000_003 + step * 4099 + rank * 7919 + 17) % (2**63 - 1)
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch, numpy and Python's global RNGs (all three are checkpointed)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda but no CUDA device is available")
+        return torch.device("cuda", dist.local_rank())
+    if name != "cpu":
+        raise ValueError(f"train.device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
+def build_objective(cfg: Config, n_segments: int, device: torch.device):
+    """SelaObjective or ByolObjective around a fresh encoder; identical weights on every rank (seeded)."""
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_encoder(cfg)
+    if cfg.train.objective == "sela":
+        from hear_sela.sela import SelaObjective
+
+        return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
+    if cfg.train.objective == "byol":
+        from hear_sela.byol import ByolObjective
+
+        return ByolObjective(cfg.byol, encoder, device)
+    raise ValueError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
+
+
+def open_cache(cfg: Config):
+    """The run's feature cache (rank 0 builds or opens it while the other ranks wait, then they open it)."""
+    from hear_sela.data import prepare_cache
+
+    return prepare_cache(cfg, progress=dist.is_main())
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def sync_buffers(objective) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics; DDP itself only does so at each forward): before a
+    label update, so every shard is embedded by the same network, and before a checkpoint, so the saved state is
+    every rank's state and a multi-rank resume is exact."""
+    if dist.world_size() > 1:
+        for module in objective.modules():
+            for buf in module.buffers():
+                dist.broadcast(buf, 0)
+
+
+def _local_path(path: Path, rank: int, step: int) -> Path:
+    return path.with_name(f"{path.stem}.rank{rank}.step{step}.pt")
+
+
+def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched, pos: dict[str, int],
+               extra: dict[str, Any]) -> None:
+    """Write a checkpoint atomically. Rank-local state (RNG, mixup memory) of ranks > 0 goes to side files named by
+    step, written before the main file, so the main file always finds its matching side files."""
+    sync_buffers(objective)
+    local = {"rng": capture_rng(), "augment": augment.state_dict(), "step": pos["step"]}
+    if not dist.is_main():
+        save_checkpoint(_local_path(path, dist.rank(), pos["step"]), local)
+    dist.barrier()
+    if dist.is_main():
+        state = {**encoder_checkpoint_state(cfg, objective.encoder), **objective.state_dict(),
+                 "objective": objective.name, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "local": local, "world_size": dist.world_size(), **pos, **extra}
+        save_checkpoint(path, state)
+    dist.barrier()
+    if not dist.is_main():  # older side files are no longer referenced
+        for old in path.parent.glob(f"{path.stem}.rank{dist.rank()}.step*.pt"):
+            if old != _local_path(path, dist.rank(), pos["step"]):
+                old.unlink(missing_ok=True)
+
+
+def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device) -> dict[str, Any]:
+    """Restore everything `save_state` wrote except the RNG states, which come back in the returned checkpoint as
+    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers)."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if ckpt.get("objective") != objective.name:
+        raise ValueError(f"{path}: checkpoint of objective {ckpt.get('objective')!r}, this run trains "
+                         f"{objective.name!r}")
+    objective.encoder.load_state_dict(ckpt["encoder"])
+    objective.load_state_dict(ckpt)
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    local = ckpt["local"]
+    if dist.rank() > 0:
+        side = _local_path(path, dist.rank(), int(ckpt["step"]))
+        if ckpt["world_size"] == dist.world_size() and side.is_file():
+            local = load_checkpoint(side)
+        else:
+            log.warning("rank %d: no side file %s (checkpoint from %d ranks, now %d): using rank 0's RNG and mixup "
+                        "memory; the run continues but is not bit-identical", dist.rank(), side,
+                        ckpt["world_size"], dist.world_size())
+    augment.load_state_dict(local["augment"])
+    ckpt["rng_to_restore"] = local["rng"]  # restored by the caller as the very last setup step
+    return ckpt
+
+
+def find_resume(cfg: Config, resume: str | None) -> Path | None:
+    """Which checkpoint to resume from: never / auto (<out_dir>/last.pt if it exists) / an explicit path."""
+    mode = resume or cfg.train.resume
+    last = Path(cfg.train.out_dir) / "last.pt"
+    if mode in ("never", "", None):
+        if last.exists():
+            raise FileExistsError(f"{last} exists: resume it with --resume (train.resume=auto) or choose another "
+                                  "train.out_dir")
+        return None
+    if mode == "auto":
+        return last if last.exists() else None
+    path = Path(mode)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume={mode!r}: no such checkpoint")
+    return path
+
+
+# ---------------------------------------------------------------- logging
+
+
+def _kept(record: dict[str, Any], resume_step: int) -> bool:
+    return record["step"] < resume_step or (record["step"] == resume_step and record["kind"] != "labels")
+
+
+class Logger:
+    """Rank-0 scalars to TensorBoard and to a JSONL file (one object per record, with the global step)."""
+
+    def __init__(self, out_dir: Path, resume_step: int | None):
+        self.enabled = dist.is_main()
+        self.path = out_dir / "metrics.jsonl"
+        self.tb = None
+        if not self.enabled:
+            return
+        if resume_step is not None and self.path.exists():  # drop records past the checkpoint we resume from
+            # train records at step s were written before the checkpoint at s, label updates at s after it
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln and _kept(json.loads(ln), resume_step)]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        elif resume_step is None:
+            self.path.write_text("")
+        # tensorboard imports all of TensorFlow (~10 s) unless its own "no TF" marker module exists; writing
+        # scalars needs none of it, so register the marker (tensorboard.compat falls back to its stub)
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=None if resume_step is None else resume_step + 1)
+        except ImportError as e:  # tensorboard is a dependency, but keep training without it
+            log.warning("TensorBoard disabled: %s", e)
+
+    def write(self, kind: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, int | float) and math.isfinite(v):
+                    self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
+    """Train `cfg` to the end (or continue a checkpoint); returns the final checkpoint's path."""
+    # ---- process group, device, output
+    dist.init_from_env()
+    device = resolve_device(cfg.train.device)
+    tc = cfg.train
+    out_dir = Path(tc.out_dir)
+    if dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = find_resume(cfg, resume)
+    dist.barrier()
+
+    # ---- data: the feature cache; its statistics normalise the input and travel inside every checkpoint
+    cache = cache if cache is not None else open_cache(cfg)
+    cfg = dataclasses.replace(cfg, frontend=cache.frontend)
+    dataset = SegmentDataset(cache.features)
+    n = len(dataset)
+    steps_per_epoch = batches_per_epoch(n, tc.batch_size, tc.max_steps_per_epoch)
+    norm = (cache.mean, cache.std)
+    if dist.is_main():
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+    # ---- networks, augmentation, optimiser, schedules
+    objective = build_objective(cfg, n, device)
+    augment = build_augment(cfg.augment, *norm).to(device)
+    channels_last = tc.channels_last and device.type == "cuda"
+    if channels_last:
+        objective.to_channels_last()
+    opt = build_optimizer(cfg.optim, objective.net.parameters())
+    sched = build_scheduler(opt, cfg.optim, steps_per_epoch, tc.epochs)
+    global_batch = tc.batch_size * dist.world_size()
+    updates = (label_update_steps(cfg.sela, tc.epochs, steps_per_epoch, n, global_batch)
+               if objective.name == "sela" else [])
+    seed_all(tc.seed + 7919 * dist.rank())  # dropout differs across ranks
+
+    # ---- resume
+    pos = {"epoch": 0, "epoch_step": 0, "step": 0}
+    if ckpt_path is not None:
+        ckpt = load_state(ckpt_path, objective, augment, opt, sched, device)
+        pos = {k: int(ckpt[k]) for k in pos}
+        log.info("resumed %s at epoch %d, step %d (%d in the epoch)", ckpt_path, pos["epoch"], pos["step"],
+                 pos["epoch_step"])
+        if ckpt.get("finished"):
+            log.info("%s is a finished run; nothing to do", ckpt_path)
+            return ckpt_path
+    logger = Logger(out_dir, pos["step"] if ckpt_path is not None else None)
+    runner = objective.net
+    if dist.world_size() > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        runner = DDP(objective.net, device_ids=[device.index] if device.type == "cuda" else None)
+    objective.runner = runner
+    amp = tc.amp and device.type == "cuda"
+    gen = torch.Generator(device=device)
+    last = out_dir / "last.pt"
+    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n}
+    if dist.is_main():
+        log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, %d label updates, device %s, "
+                 "%d rank(s)", objective.name, n, steps_per_epoch, tc.epochs, global_batch, len(updates), device,
+                 dist.world_size())
+
+    def label_update() -> None:
+        sync_buffers(objective)
+        stats = update_labels(objective.encoder, objective.net.heads, dataset, objective.store, cfg.sela, norm,
+                              device, cfg.sela.update_batch_size, amp, channels_last, cfg.data.num_workers,
+                              progress=dist.is_main(), seed=tc.seed)
+        logger.write("labels", pos["step"], stats)
+        if dist.is_main():
+            log.info("label update %d at step %d: %.1f%% changed, NMI to previous %.3f, cluster sizes %d..%d, "
+                     "%d solver iterations in %.2f s (update %.1f s)", stats["update"], pos["step"],
+                     100 * stats["changed"], stats["nmi_prev"], stats["size_min"], stats["size_max"],
+                     stats["solver_iterations"], stats["solver_seconds"], stats["seconds"])
+
+    def check(loss: torch.Tensor | None) -> None:
+        if loss is not None and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch {pos['epoch']}, step {pos['step']} "
+                f"({objective.name}, lr {sched.get_last_lr()[0]:.3g}); nothing was checkpointed after it. Lower "
+                f"optim.lr, keep optim.clip_grad > 0, or check the feature cache for NaN/inf")
+
+    if ckpt_path is not None:
+        restore_rng(ckpt["rng_to_restore"])
+
+    # ---- loop
+    pending: torch.Tensor | None = None  # last step's loss, checked one step late to avoid a device sync per step
+    t_log, clips_log = time.perf_counter(), 0
+    objective.train(True)
+    for epoch in range(pos["epoch"], tc.epochs):
+        batches = EpochBatches(n, tc.batch_size, tc.seed, epoch, pos["epoch_step"], tc.max_steps_per_epoch)
+        loader = make_loader(dataset, batches, cfg.data.num_workers, pin_memory=device.type == "cuda")
+        if dist.is_main():
+            from tqdm import tqdm
+
+            loader = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", initial=pos["epoch_step"],
+                          total=steps_per_epoch, dynamic_ncols=True, leave=False)
+        for idx, seg in loader:
+            done = objective.store.updates if updates else 0
+            if done < len(updates) and updates[done] <= pos["step"]:
+                check(pending)
+                label_update()
+            gen.manual_seed(step_seed(tc.seed, pos["step"], dist.rank()))
+            idx = idx.to(device, non_blocking=True)
+            views = augment(seg.to(device, non_blocking=True), gen, objective.views).unsqueeze(2)  # (V,B,1,F,T)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = objective.loss(idx, views)
+            check(pending)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(objective.net.parameters(), cfg.optim.clip_grad)
+            opt.step()
+            sched.step()
+            objective.after_step()
+            pending = loss.detach()
+            pos["step"] += 1
+            pos["epoch_step"] += 1
+            clips_log += idx.shape[0] * dist.world_size()
+            if pos["step"] % tc.log_every == 0 or pos["epoch_step"] == steps_per_epoch:
+                check(pending)
+                value = float(dist.all_reduce(pending.clone().float()) / dist.world_size())
+                now = time.perf_counter()
+                logger.write("train", pos["step"], {"loss": value, "lr": sched.get_last_lr()[0],
+                                                    "clips_per_s": clips_log / max(now - t_log, 1e-9),
+                                                    "epoch": epoch})
+                t_log, clips_log = now, 0
+                if dist.is_main():
+                    loader.set_postfix(loss=f"{value:.4f}")
+            if tc.ckpt_every_steps and pos["step"] % tc.ckpt_every_steps == 0 and pos["epoch_step"] < steps_per_epoch:
+                check(pending)
+                save_state(last, cfg, objective, augment, opt, sched, pos, extra)
+        check(pending)
+        pos.update(epoch=epoch + 1, epoch_step=0)
+        save_state(last, cfg, objective, augment, opt, sched, pos, extra)
+        if dist.is_main():
+            log.info("epoch %d/%d done (step %d)", epoch + 1, tc.epochs, pos["step"])
+
+    # ---- the end: a final checkpoint marked finished
+    final = out_dir / "final.pt"
+    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
+    save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
+    logger.close()
+    return final

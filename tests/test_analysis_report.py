@@ -1,0 +1,102 @@
+"""The analysis pipeline on a constructed label store: export schema, tables, plots and report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hear_sela.analysis.core import AnalysisInputs, analyze, random_name
+from hear_sela.analysis.report import cluster_report, label_report, markdown_table
+
+
+def _inputs(rng, multilabel=False):
+    """30 clips of 3 classes, 2 segments each; head 0 follows the class (one segment in ten flipped), head 1 is
+    noise. Labels are AudioSet names, so the top-level mapping applies."""
+    classes = ["Dog", "Bark", "Guitar"] if not multilabel else ["Dog", "Guitar", "Rain"]
+    n_clips, k = 30, 6
+    cls = np.repeat(np.arange(3), 10)
+    seg_clip = np.repeat(np.arange(n_clips), 2)
+    head0 = cls[seg_clip] * 2
+    flip = rng.random(len(head0)) < 0.1
+    head0[flip] = rng.integers(0, k, flip.sum())
+    head1 = rng.integers(0, k, len(head0))
+    labels = [(classes[c],) for c in cls]
+    if multilabel:  # every third clip also carries the next class
+        labels = [tuple(sorted({classes[c], classes[(c + 1) % 3]})) if i % 3 == 0 else (classes[c],)
+                  for i, c in enumerate(cls)]
+    labels[-1] = ()  # a clip without reference label
+    emb = np.eye(3)[cls] * 3 + rng.normal(0, 0.3, (n_clips, 3))
+    return AnalysisInputs(
+        labels=np.stack([head0, head1]), confidences=rng.uniform(0.2, 1.0, (2, len(head0))), n_clusters=k,
+        segment_clip=seg_clip, segment_start=np.tile([0.0, 1.5], n_clips),
+        clip_ids=[f"clip{i:02d}" for i in range(n_clips)], clip_labels=labels,
+        embeddings={"encoder": emb, "log-mel": rng.normal(size=(n_clips, 4))}, source="constructed")
+
+
+def test_analyze_single_label(tmp_path):
+    rng = np.random.default_rng(0)
+    inputs = _inputs(rng)
+    res = analyze(inputs, tmp_path, seed=0)
+    t = res.metrics.set_index(["reference", "method"])
+    assert set(t.index.get_level_values(0)) == {"labels", "top-level"}
+    methods = list(t.loc["labels"].index)
+    assert methods == ["SeLa head 0", "SeLa head 1", "k-means: encoder", "k-means: log-mel", random_name(0)]
+    leaf = t.loc["labels"]
+    assert leaf.loc["SeLa head 0", "nmi"] > 0.6 > leaf.loc["SeLa head 1", "nmi"]
+    assert leaf.loc["k-means: encoder", "nmi"] > leaf.loc[random_name(0), "nmi"]
+    assert (leaf["clips"] == 29).all()  # the unlabelled clip is left out
+    assert res.report_head == 0
+    # "Dog" and "Bark" are both Animal: the top-level reference has 2 classes
+    assert (t.loc["top-level", "labels"] == 2).all()
+
+    seg = pd.read_csv(tmp_path / "labels.csv")
+    assert list(seg.columns) == ["clip_id", "segment", "start_s", "head", "label", "confidence"]
+    assert len(seg) == 2 * 60 and set(seg["segment"]) == {0, 1} and set(seg["head"]) == {0, 1}
+    row = seg[(seg.clip_id == "clip03") & (seg.segment == 1) & (seg["head"] == 1)].iloc[0]
+    assert row.label == inputs.labels[1, 7] and row.start_s == 1.5
+    assert row.confidence == pytest.approx(inputs.confidences[1, 7], rel=1e-5)
+    clips = pd.read_csv(tmp_path / "clip_labels.csv")
+    assert list(clips.columns) == ["clip_id", "head", "label", "confidence", "segments"]
+    assert len(clips) == 60 and (clips["segments"] == 2).all()
+
+    report = (tmp_path / "report.md").read_text()
+    for name in ("heatmap.png", "cluster_sizes.png", "embedding_map.png"):
+        assert (tmp_path / name).stat().st_size > 5000 and f"({name})" in report
+    assert "SeLa head 0" in report and "### Reference: top-level" in report
+
+
+def test_analyze_multilabel_and_head_choice(tmp_path):
+    res = analyze(_inputs(np.random.default_rng(1), multilabel=True), tmp_path, head=1)
+    leaf = res.metrics[res.metrics.reference == "labels"].set_index("method")
+    assert leaf["nmi"].isna().all()  # single-label scores only for single-label references
+    assert leaf.loc["SeLa head 0", "tag_mi"] > leaf.loc[random_name(1), "tag_mi"]
+    assert leaf.loc["SeLa head 0", "ml_purity"] > leaf.loc["SeLa head 1", "ml_purity"]
+    assert res.report_head == 1
+
+
+def test_cluster_and_label_reports_by_hand():
+    pred = np.array([0, 0, 0, 2])
+    y = np.array([[1, 0], [1, 1], [1, 0], [0, 1]], dtype=bool)
+    conf = np.array([0.2, 0.9, 0.5, 0.7])
+    rep = cluster_report(pred, y, ["a", "b"], ["w", "x", "y", "z"], conf, n_clusters=3, examples=2)
+    assert rep["cluster"].tolist() == [0, 2] and rep["size"].tolist() == [3, 1]
+    assert rep.loc[0, "top_labels"] == "a (1.00), b (0.33)"
+    assert rep.loc[0, "examples"] == "x y"
+    # cluster 0 label occurrences a:3, b:1 -> entropy of (.75, .25)
+    assert rep.loc[0, "entropy_bits"] == pytest.approx(-(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25)))
+    lab = label_report(pred, y, ["a", "b"], n_clusters=3).set_index("label")
+    assert lab.loc["a", "best_cluster"] == 0 and lab.loc["a", "f1"] == pytest.approx(2 * 1 * 1 / 2)
+    # b: cluster 0 p=1/3 r=1/2 -> F1 .4; cluster 2 p=1 r=1/2 -> F1 2/3
+    assert lab.loc["b", "best_cluster"] == 2 and lab.loc["b", "f1"] == pytest.approx(2 / 3)
+
+
+def test_markdown_table():
+    df = pd.DataFrame({"m": ["x|y", "z"], "v": [0.12345, np.nan]})
+    assert markdown_table(df, na="-").splitlines() == ["| m | v |", "|---|---:|", "| x\\|y | 0.123 |", "| z | - |"]
+
+
+def test_no_top_level_for_labels_outside_the_ontology(tmp_path):
+    inputs = _inputs(np.random.default_rng(2))
+    names = {"Dog": "tone_bright", "Bark": "rain", "Guitar": "chirp_up"}  # "rain" matches an AudioSet class only
+    inputs.clip_labels = [tuple(names[x] for x in labels) for labels in inputs.clip_labels]
+    res = analyze(inputs, tmp_path)
+    assert set(res.metrics["reference"]) == {"labels"}

@@ -1,0 +1,153 @@
+"""Per-sample augmentation: independence within a batch, shapes, seeded determinism, mixup memory FIFO."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hear_sela.augment import (
+    MixupMemory,
+    build_augment,
+    random_crop,
+    random_linear_fader,
+    random_resize_crop,
+    resize_crop,
+    rrc_params,
+    spec_augment,
+)
+from hear_sela.config import AugmentConfig
+
+ALL_ON = AugmentConfig(crop_frames=40, rrc=True, linear_fader=True, mixup=True, mixup_memory=8, specaugment=True,
+                       time_mask_width=8, freq_mask_width=4, random_gain=True, post_norm=False)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_shapes_of_the_whole_chain():
+    aug = build_augment(ALL_ON, norm_mean=-5.0, norm_std=3.0)
+    x = torch.randn(6, 16, 61) * 3 - 5  # (B, F, T_seg) raw log-mel
+    for views in (1, 2):
+        out = aug(x, gen(), views=views)
+        assert out.shape == (views, 6, 16, 40)
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_identical_inputs_get_different_augmentations():
+    x = torch.randn(1, 16, 61).repeat(4, 1, 1)  # four identical clips in one batch
+    crops = random_crop(x, 40, gen())
+    assert not torch.equal(crops[0], crops[1]) or not torch.equal(crops[2], crops[3])
+    y = torch.randn(1, 16, 40).repeat(4, 1, 1)
+    rrc = random_resize_crop(y, (1.0, 1.5), (0.6, 1.5), (0.6, 1.5), gen(1))
+    assert all(not torch.allclose(rrc[0], rrc[i]) for i in range(1, 4))
+    fade = random_linear_fader(y, 1.0, gen(2))
+    assert all(not torch.allclose(fade[0], fade[i]) for i in range(1, 4))
+    masked = spec_augment(y, 2, 8, 2, 4, gen(3))
+    masks = [(m == 0) for m in masked]
+    assert any(not torch.equal(masks[0], m) for m in masks[1:])
+    # the whole chain, with the memory warmed up so mixup also acts
+    aug = build_augment(ALL_ON)
+    aug(torch.randn(8, 16, 61), gen(4))
+    out = aug(torch.randn(1, 16, 61).repeat(4, 1, 1), gen(5))[0]
+    assert all(not torch.allclose(out[0], out[i]) for i in range(1, 4))
+
+
+def test_seeded_generator_makes_the_chain_deterministic():
+    x = torch.randn(5, 16, 61)
+    a, b = build_augment(ALL_ON), build_augment(ALL_ON)
+    for step in range(3):  # memory state evolves identically too
+        torch.testing.assert_close(a(x, gen(step), views=2), b(x, gen(step), views=2), rtol=0, atol=0)
+    assert not torch.equal(a(x, gen(10)), a(x, gen(11)))
+
+
+def test_random_crop_windows_come_from_the_input():
+    x = torch.arange(3 * 2 * 30, dtype=torch.float32).reshape(3, 2, 30)
+    out = random_crop(x, 10, gen())
+    for b in range(3):
+        start = int(out[b, 0, 0] - x[b, 0, 0])
+        torch.testing.assert_close(out[b], x[b, :, start:start + 10])
+    with pytest.raises(ValueError, match="crop_frames=31"):
+        random_crop(x, 31, gen())
+
+
+def test_rrc_identity_when_the_crop_is_the_whole_input():
+    # freq and time scale 1 on a canvas of the input's size: the crop is the input, resized to itself
+    x = torch.randn(3, 16, 40)
+    out = random_resize_crop(x, (1.0, 1.0), (1.0, 1.0), (1.0, 1.0), gen())
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=1e-5)
+
+
+def test_rrc_zoom_out_puts_canvas_zeros_at_the_edges():
+    # time scale 1.5 on a 1.5x canvas: the whole canvas is shown; the input fills the middle 2/3, zeros around it
+    x = torch.ones(2, 8, 60)
+    out = random_resize_crop(x, (1.0, 1.5), (1.0, 1.0), (1.5, 1.5), gen())
+    assert out[:, :, :5].abs().max() < 0.05 and out[:, :, -5:].abs().max() < 0.05
+    torch.testing.assert_close(out[:, :, 25:35], torch.ones(2, 8, 10), atol=1e-3, rtol=0)
+
+
+def test_mixup_memory_is_a_fifo_of_unmixed_inputs():
+    mix = MixupMemory(ratio=0.4, size=5)
+    batches = [torch.full((2, 3, 4), float(i)) for i in range(4)]  # 8 inputs, memory of 5
+    first = mix(batches[0], gen())
+    torch.testing.assert_close(first, batches[0])  # empty memory: nothing to mix with
+    for i, b in enumerate(batches[1:], 1):
+        mix(b, gen(i))
+    kept = mix.ordered()[:, 0, 0].tolist()
+    assert kept == [1.0, 2.0, 2.0, 3.0, 3.0]  # the newest five, oldest first, un-mixed values
+    # state round trip (checkpoints): same memory, same next output
+    other = MixupMemory(ratio=0.4, size=5)
+    other.load_state_dict(mix.state_dict())
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(other(x, gen(9)), mix(x, gen(9)))
+
+
+def test_mixup_mixes_in_the_exp_domain_towards_the_partner():
+    mix = MixupMemory(ratio=1.0, size=4)
+    mix(torch.zeros(4, 2, 3), gen())  # memory now holds zeros
+    out = mix(torch.full((4, 2, 3), -20.0), gen(1))
+    # log((1-a) e^-20 + a e^0) ~ log(a): between -20 and 0, per sample a different a
+    assert (out > -20).all() and (out <= 0).all()
+    assert len({round(v, 5) for v in out[:, 0, 0].tolist()}) == 4
+
+
+def test_flipped_batch_mixing_when_memory_is_zero():
+    mix = MixupMemory(ratio=1.0, size=0)
+    x = torch.stack([torch.full((2, 3), -30.0), torch.zeros(2, 3)])
+    out = mix(x, gen())
+    assert out[0, 0, 0] > -30  # mixed with the other clip
+    assert mix.state_dict()["_extra_state"]["memory"] is None
+
+
+def test_post_norm_standardises_the_batch():
+    aug = build_augment(dataclasses.replace(ALL_ON, post_norm=True))
+    out = aug(torch.randn(8, 16, 61) * 4 + 2, gen(), views=2)
+    assert abs(float(out.mean())) < 1e-4 and abs(float(out.std()) - 1) < 1e-4
+
+
+def test_bad_config_is_rejected_with_the_key():
+    with pytest.raises(ValueError, match="augment.rrc_time_scale"):
+        build_augment(dataclasses.replace(ALL_ON, rrc_time_scale=(1.5, 0.6)))
+
+
+def test_batched_resize_crop_matches_crop_then_interpolate_away_from_the_crop_edges():
+    # reference: BYOL-A's recipe written plainly for one sample (zero canvas, slice, F.interpolate bicubic)
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 40)
+    i, j, h, w = rrc_params(4, 16, 40, (1.0, 1.5), (0.6, 1.5), (0.6, 1.5), gen(7), x.device)
+    out = resize_crop(x, i, j, h, w, (1.0, 1.5))
+    for b in range(4):
+        canvas = torch.zeros(16, 60)
+        canvas[:, 10:50] = x[b]
+        ib, jb, hb, wb = int(i[b]), int(j[b]), int(h[b]), int(w[b])
+        crop = canvas[ib:ib + hb, jb:jb + wb]
+        ref = torch.nn.functional.interpolate(crop[None, None], size=(16, 40), mode="bicubic", align_corners=True)[0, 0]
+        # output pixels whose bicubic support (2 source pixels each side) lies inside the crop agree exactly
+        fs = torch.arange(16) * (hb - 1) / 15
+        ts = torch.arange(40) * (wb - 1) / 39
+        rows = (fs >= 2) & (fs <= hb - 3)
+        cols = (ts >= 2) & (ts <= wb - 3)
+        assert rows.sum() > 0 and cols.sum() > 0
+        torch.testing.assert_close(out[b][rows][:, cols], ref[rows][:, cols], atol=1e-4, rtol=1e-4)

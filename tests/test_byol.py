@@ -1,0 +1,71 @@
+"""BYOL-A objective: architecture as published, loss, EMA target."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hear_sela.byol import ByolObjective, byol_loss
+from hear_sela.config import ByolConfig
+from hear_sela.encoders import create_encoder
+
+
+def tiny_encoder() -> nn.Module:
+    return create_encoder("audiontt", n_mels=16, d=32, channels=4)
+
+
+def test_projector_and_predictor_are_byola_mlps():
+    obj = ByolObjective(ByolConfig(), create_encoder("audiontt_d512", n_mels=64))
+    proj, pred = obj.net.projector, obj.net.predictor
+    assert [type(m) for m in proj] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert (proj[0].in_features, proj[0].out_features, proj[3].out_features) == (512, 4096, 256)
+    assert (pred[0].in_features, pred[0].out_features, pred[3].out_features) == (256, 4096, 256)
+    assert obj.cfg.ema_decay == 0.99
+    assert all(not p.requires_grad for p in obj.target.parameters())
+
+
+def test_loss_is_two_minus_two_cos_symmetrised():
+    p, z = torch.randn(5, 8), torch.randn(5, 8)
+    expected = 2 - 2 * (p / p.norm(dim=1, keepdim=True) * z / z.norm(dim=1, keepdim=True)).sum(1)
+    torch.testing.assert_close(byol_loss(p, z), expected)
+    torch.testing.assert_close(byol_loss(p, 3 * p), torch.zeros(5), atol=1e-6, rtol=0)
+    torch.manual_seed(0)
+    obj = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    views = torch.randn(2, 6, 1, 16, 24)
+    torch.manual_seed(5)  # same dropout draws in both computations
+    loss = obj.loss(torch.arange(6), views)
+    # the same computation by hand: one batch of both views through online and target
+    torch.manual_seed(5)
+    both = views.flatten(0, 1)
+    pred = obj.net(both)
+    with torch.no_grad():
+        proj = obj.target(both)
+    hand = (byol_loss(pred[:6], proj[6:]) + byol_loss(pred[6:], proj[:6])).mean()
+    assert 0 <= float(loss.detach()) <= 8
+    torch.testing.assert_close(loss, hand)
+
+
+def test_ema_moves_target_parameters_only_by_one_minus_decay():
+    torch.manual_seed(0)
+    obj = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    before = [p.clone() for p in obj.target.parameters()]
+    with torch.no_grad():
+        for p in obj.net.parameters():
+            p.add_(1.0)
+    obj.after_step()
+    online = list(obj.net.encoder.parameters()) + list(obj.net.projector.parameters())
+    for b, t, o in zip(before, obj.target.parameters(), online):
+        torch.testing.assert_close(t, 0.99 * b + 0.01 * o)
+    # the predictor has no target counterpart
+    assert sum(p.numel() for p in obj.target.parameters()) == sum(p.numel() for p in online)
+
+
+def test_state_round_trip():
+    torch.manual_seed(0)
+    a = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    a.after_step()
+    torch.manual_seed(1)
+    b = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    b.load_state_dict(a.state_dict())
+    for x, y in zip(a.target.state_dict().values(), b.target.state_dict().values()):
+        assert torch.equal(x, y)

@@ -1,0 +1,164 @@
+"""Checkpoints: atomic writes, weights_only loading, refusal of foreign files by name, export round trips."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from hear_sela.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    build_encoder,
+    capture_rng,
+    encoder_checkpoint_state,
+    export_encoder,
+    load_checkpoint,
+    load_encoder_bundle,
+    restore_rng,
+    save_checkpoint,
+)
+from hear_sela.config import config_from_dict
+
+
+class _Evil:
+    """Unpickling this would call print (a stand-in for arbitrary code); weights_only must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A training checkpoint of a small encoder with non-default weights and frontend stats."""
+    torch.manual_seed(0)
+    cfg = config_from_dict({"model": {"encoder": "audiontt_d512"}, "train": {"objective": "byol"},
+                            "frontend": {"norm_mean": -6.5, "norm_std": 3.25}})
+    enc = build_encoder(cfg)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
+    save_checkpoint(path, {**encoder_checkpoint_state(cfg, enc), "step": 7, "heads": torch.randn(3, 4)})
+    return path, cfg, enc.eval()
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "ckpt.pt"
+
+    def failing(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, failing)
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []  # no temporary file either
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    save_checkpoint(target, {"step": 1})
+
+    def failing(tmp):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, failing)
+    assert load_checkpoint(target)["step"] == 1
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
+
+
+def test_save_and_load_round_trip(trained):
+    path, cfg, enc = trained
+    state = load_checkpoint(path)
+    assert state["format"] == "hear_sela.checkpoint" and state["step"] == 7
+    for k, v in enc.state_dict().items():
+        assert torch.equal(state["encoder"][k], v)
+
+
+def test_load_uses_weights_only(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "hear_sela.checkpoint", "payload": _Evil()}, path)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(path) in str(e.value)
+    assert "arbitrary code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["random_bytes", "pickle_of_object", "torch_file_without_marker", "missing",
+                                  "empty"])
+def test_foreign_files_raise_checkpoint_error_naming_the_file(tmp_path, kind):
+    path = tmp_path / f"{kind}.pt"
+    if kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "pickle_of_object":
+        path.write_bytes(pickle.dumps({"a": {1, 2, 3}, "b": object.__new__(_Evil)}))
+    elif kind == "torch_file_without_marker":
+        torch.save({"encoder": {"w": torch.zeros(2)}, "config": {}}, path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    for loader in (load_checkpoint, load_encoder_bundle):
+        with pytest.raises(CheckpointError) as e:
+            loader(path)
+        assert str(path) in str(e.value)
+
+
+def test_export_is_not_a_training_checkpoint(trained, tmp_path):
+    out = export_encoder(trained[0], tmp_path / "enc.pt")
+    with pytest.raises(CheckpointError, match="export"):
+        load_checkpoint(out)
+
+
+def test_safetensors_without_our_metadata_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(3)}, str(path))
+    with pytest.raises(CheckpointError, match="metadata"):
+        load_encoder_bundle(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("half", [False, True])
+def test_export_round_trip_reproduces_embeddings(trained, tmp_path, suffix, half):
+    path, cfg, enc = trained
+    out = export_encoder(path, tmp_path / f"enc{suffix}", half=half)
+    bundle = load_encoder_bundle(out)
+    assert bundle.config == cfg and bundle.objective == "byol"
+    assert (bundle.config.frontend.norm_mean, bundle.config.frontend.norm_std) == (-6.5, 3.25)
+    assert not bundle.encoder.training
+    x = torch.randn(3, 1, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref, got = enc(x), bundle.encoder(x)
+    if half:  # float16 weights: a few parts in a thousand
+        assert torch.allclose(got, ref, rtol=2e-2, atol=2e-3 * ref.abs().max().item())
+        assert out.stat().st_size < 0.6 * export_encoder(path, tmp_path / f"full{suffix}").stat().st_size
+    else:
+        assert torch.equal(got, ref)
+
+
+def test_re_export_of_an_export(trained, tmp_path):
+    first = export_encoder(trained[0], tmp_path / "a.safetensors")
+    second = export_encoder(first, tmp_path / "b.pt")
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_encoder_bundle(first).encoder(x), load_encoder_bundle(second).encoder(x))
+
+
+def test_rng_capture_and_restore_survive_a_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    path = save_checkpoint(tmp_path / "rng.pt", {"rng": capture_rng()})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()  # move every generator on
+    restore_rng(load_checkpoint(path)["rng"])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]

@@ -1,0 +1,42 @@
+"""`hear-sela demo`: stage bookkeeping (fast), and the whole --quick run end to end (slow: minutes)."""
+
+import argparse
+import json
+
+import pytest
+
+from hear_sela.commands import demo
+
+
+def test_state_records_and_refuses_other_settings(tmp_path):
+    state = demo.DemoState(tmp_path, {"quick": True})
+    assert not state.done("data")
+    state.finish("data", 1.23, clips=10)
+    again = demo.DemoState(tmp_path, {"quick": True})
+    assert again.done("data") and again.get("data") == {"seconds": 1.2, "clips": 10}
+    with pytest.raises(SystemExit, match="other settings"):
+        demo.DemoState(tmp_path, {"quick": False})
+
+
+def test_shared_overrides_keep_both_runs_on_one_corpus(tmp_path):
+    args = argparse.Namespace(quick=True, set=["train.seed=3"])
+    ov = demo._overrides(tmp_path, args)
+    assert ov[:2] == [f"data.root={tmp_path / 'corpus'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert ov[-1] == "train.seed=3" and all(q in ov for q in demo.QUICK_OVERRIDES)
+    assert demo.default_recipe().name == "demo.yaml"
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    from hear_sela.cli import main as cli
+
+    out = tmp_path / "demo"
+    assert cli(["demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "SeLa's emergent classes vs the generating classes" in printed and "SeLa - BYOL-A" in printed
+    state = json.loads((out / "demo_state.json").read_text())
+    assert list(state["stages"]) == list(demo.STAGES)
+    assert (out / "analysis" / "heatmap.png").is_file() and (out / "evaluation" / "comparison.csv").is_file()
+    # a rerun skips every stage
+    assert cli(["demo", "--out", str(out), "--quick"]) == 0
+    assert json.loads((out / "demo_state.json").read_text()) == state

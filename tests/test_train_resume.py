@@ -1,0 +1,82 @@
+"""Exact resume: a run SIGKILLed mid-epoch and resumed ends bitwise identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hear_sela.checkpoint import load_checkpoint
+from hear_sela.train import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import tiny_cache, tiny_config  # noqa: E402
+
+FIXTURES = Path(__file__).with_name("train_fixtures.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_fixture(out_dir: Path, objective: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(FIXTURES), str(out_dir), objective, *args], env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Bitwise equality of nested checkpoint contents (tensors, dicts, lists, plain values)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))}"
+        for k in a:
+            if not str(k).endswith("seconds"):  # wall-clock timings of label updates legitimately differ
+                assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def losses(out_dir: Path) -> list[tuple[str, int, float]]:
+    rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["kind"], r["step"], r.get("loss", r.get("changed"))) for r in rows]
+
+
+@pytest.mark.parametrize("objective", ["sela", "byol"])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, objective: str):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same reduction order, same bits
+    try:
+        train(tiny_config(ref, objective, **{"train.ckpt_every_steps": 3}), cache=tiny_cache())
+    finally:
+        torch.set_num_threads(threads)
+    # 4 steps per epoch, checkpoints every 3 steps and at each epoch end: steps 3, 4, 6, 8, 9, 12, ... Dying when
+    # step 8 is to be saved leaves step 6 (epoch 1, 2 of 4 steps done) as the newest checkpoint; steps 7-8 are lost.
+    died = run_fixture(killed, objective, "--kill-at-save", "8", "train.ckpt_every_steps=3")
+    assert died.returncode == -9, f"expected SIGKILL, got {died.returncode}: {died.stderr[-2000:]}"
+    last = load_checkpoint(killed / "last.pt")
+    assert (last["step"], last["epoch"], last["epoch_step"]) == (6, 1, 2)
+    assert not (killed / "final.pt").exists()
+    resumed = run_fixture(killed, objective, "--resume", "train.ckpt_every_steps=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_checkpoint(ref / "final.pt"), load_checkpoint(killed / "final.pt")
+    assert a["step"] == 16
+    for ckpt in (a, b):  # the only intended difference
+        ckpt["config"]["train"].pop("out_dir")
+    assert_same(a, b)
+    assert losses(ref) == losses(killed)  # same loss at every step, same label updates
+    if objective == "sela":
+        assert a["label_store"]["updates"] == 3
+        assert a["label_store"]["labels"].shape == (3, 37)
+    else:
+        assert a["local"]["augment"]["mixup._extra_state"]["filled"] == 8
