@@ -31,14 +31,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser, sub = build_parser()
-    # Parse the command name first, then let that command's module define its own arguments.
-    pre, _ = parser.parse_known_args(argv)
-    if pre.command is None:
+    # Split at the command name: top-level flags before it, the command's own arguments after it. The command's
+    # module is imported only now (so `hear-sela --help` imports nothing heavy), and its arguments are parsed
+    # intermixed, so `key=value` overrides may come before or after flags.
+    idx = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if idx is None or argv[idx] not in COMMANDS:
+        parser.parse_args(argv)  # prints help, or the "invalid choice" error naming the valid commands
         parser.print_help()
         return 2
-    module = importlib.import_module(f"hear_sela.commands.{pre.command}")
-    module.add_arguments(sub.choices[pre.command])
-    args = parser.parse_args(argv)
+    top = parser.parse_args(argv[:idx])
+    command = argv[idx]
+    module = importlib.import_module(f"hear_sela.commands.{command}")
+    cmd_parser = sub.choices[command]
+    module.add_arguments(cmd_parser)
+    args = cmd_parser.parse_intermixed_args(argv[idx + 1:])
+    args.command, args.verbose = command, top.verbose
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     return int(module.main(args) or 0)

@@ -7,6 +7,7 @@ Defaults follow the published settings named in each field's comment (see shared
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,22 @@ import yaml
 
 class ConfigError(ValueError):
     """A recipe or override names an unknown key or gives a value of the wrong type."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-4` as a float: YAML 1.1 (PyYAML) needs a dot in the mantissa, YAML 1.2 does not."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe or override text; every YAML read in hear_sela goes through here."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
 
 
 @dataclass
@@ -80,48 +97,52 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    """Per-sample spectrogram augmentation (BYOL-A chain + audio SeLa extras)."""
+    """Per-sample spectrogram augmentation (BYOL-A chain + audio SeLa extras). Defaults: BYOL-A v1
+    (nttcslab/byol-a config.yaml); the audio SeLa code (mnuhurr/audio-self-labeling) turns on the extras."""
 
     crop_frames: int = 96  # training input crop (BYOL-A: 0.95 s = 96 frames at hop 160); 0 = whole segment
-    rrc: bool = True
-    rrc_virtual_scale: tuple[float, float] = (1.0, 1.5)
-    rrc_freq_scale: tuple[float, float] = (0.6, 1.5)
-    rrc_time_scale: tuple[float, float] = (0.6, 1.5)
-    linear_fader: bool = False  # BYOL-A v2 only
-    fader_gain: float = 1.0
-    mixup: bool = True
-    mixup_ratio: float = 0.4  # BYOL-A v1 0.4, v2 0.2
+    rrc: bool = True  # BYOL-A RandomResizeCrop
+    rrc_virtual_scale: tuple[float, float] = (1.0, 1.5)  # BYOL-A
+    rrc_freq_scale: tuple[float, float] = (0.6, 1.5)  # BYOL-A
+    rrc_time_scale: tuple[float, float] = (0.6, 1.5)  # BYOL-A
+    linear_fader: bool = False  # BYOL-A v2 only (and the audio SeLa code)
+    fader_gain: float = 1.0  # BYOL-A v2 RandomLinearFader gain
+    mixup: bool = True  # BYOL-A MixupBYOLA (log-mixup-exp)
+    mixup_ratio: float = 0.4  # BYOL-A v1 0.4, v2 0.2; audio SeLa code 0.3 (flipped batch)
     mixup_memory: int = 2048  # BYOL-A FIFO of past inputs; 0 = mix with the flipped batch (audio SeLa code)
-    specaugment: bool = False
-    time_masks: int = 2
-    time_mask_width: int = 32
-    freq_masks: int = 2
-    freq_mask_width: int = 16
-    random_gain: bool = False
-    gain_range: tuple[float, float] = (0.5, 1.0)  # amplitude gain; the power spectrogram scales by gain**2
+    specaugment: bool = False  # off in BYOL-A; on in the audio SeLa code
+    time_masks: int = 2  # audio SeLa code
+    time_mask_width: int = 32  # audio SeLa code
+    freq_masks: int = 2  # audio SeLa code
+    freq_mask_width: int = 16  # audio SeLa code
+    random_gain: bool = False  # off in BYOL-A; on in the audio SeLa code
+    gain_range: tuple[float, float] = (0.5, 1.0)  # audio SeLa code; amplitude gain, the power scales by gain**2
     post_norm: bool = True  # BYOL-A v1 NormalizeBatch: standardise each batch (all views together)
 
 
 @dataclass
 class SelaConfig:
-    heads: int = 10
-    clusters: int = 1000
-    head_dropout: float = 0.2
-    lamb: float = 25.0
-    tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4
-    check_every: int = 10
-    max_iters: int = 2000
-    marginals: str = "uniform"  # uniform | gauss | path to a .npy (K,) or (H, K) prior
-    gauss_sd: float = 0.1
-    schedule: str = "list"  # list | quadratic
+    """Self-labeling. Defaults: the audio SeLa code (mnuhurr/audio-self-labeling settings.yaml) unless marked SeLa
+    (yukimasano/self-label) or ours."""
+
+    heads: int = 10  # audio SeLa code 10 x 1000 (SeLa ImageNet: 10 x 3000)
+    clusters: int = 1000  # audio SeLa code
+    head_dropout: float = 0.2  # audio SeLa code: Dropout(0.2) before each head
+    lamb: float = 25.0  # SeLa and audio SeLa code
+    tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4 (recipes/fsd50k_sela.yaml)
+    check_every: int = 10  # SeLa: error checked every 10 iterations
+    max_iters: int = 2000  # SeLaVi's cap (SeLa has none)
+    marginals: str = "uniform"  # SeLa: uniform | gauss (SeLaVi) | path to a .npy (K,) or (H, K) prior
+    gauss_sd: float = 0.1  # SeLaVi --gauss_sd
+    schedule: str = "list"  # list (audio SeLa code) | quadratic (SeLa)
     # audio SeLa code: 25 updates over 200 epochs, the first before training (epoch 0 here = before epoch 1)
     update_epochs: list[int] = field(
         default_factory=lambda: [0, 1, 2, 3, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90, 100, 110,
                                  120, 140, 160, 180]
     )
-    n_updates: int = 100  # quadratic schedule (SeLa)
-    confidence_alpha: float = 0.0  # loss weight = confidence**alpha; 0 = off (plain SeLa)
-    warm_start: bool = True
+    n_updates: int = 100  # quadratic schedule (SeLa --nopts)
+    confidence_alpha: float = 0.0  # (ours) loss weight = confidence**alpha; 0 = off (plain SeLa)
+    warm_start: bool = True  # (ours; the audio SeLa code has it, off) previous duals seed the next solve
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
     solver_dtype: str = "auto"  # (ours) auto (float64 when tol nears float32 error floor ~N*1.2e-7) | float32 | float64
@@ -129,35 +150,41 @@ class SelaConfig:
 
 @dataclass
 class ByolConfig:
-    projection_hidden: int = 4096
-    projection_dim: int = 256
-    ema_decay: float = 0.99
+    """BYOL-A v1 (nttcslab/byol-a config.yaml + byol-pytorch)."""
+
+    projection_hidden: int = 4096  # BYOL-A
+    projection_dim: int = 256  # BYOL-A
+    ema_decay: float = 0.99  # BYOL-A moving_average_decay
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    schedule: str = "step"  # step | cosine | constant
-    step_epochs: int = 5
-    gamma: float = 0.98
-    warmup_epochs: int = 0
-    clip_grad: float = 10.0
+    """Defaults: the audio SeLa code (BYOL-A: adam, 3e-4, no weight decay, constant, no clipping)."""
+
+    name: str = "sgd"  # sgd | adam; audio SeLa code SGD
+    lr: float = 0.01  # audio SeLa code
+    momentum: float = 0.9  # audio SeLa code (SGD only)
+    weight_decay: float = 1e-5  # audio SeLa code
+    schedule: str = "step"  # step | cosine | constant; audio SeLa code StepLR
+    step_epochs: int = 5  # audio SeLa code StepLR step_size
+    gamma: float = 0.98  # audio SeLa code StepLR gamma
+    warmup_epochs: int = 0  # (ours) linear warm-up; none in either reference
+    clip_grad: float = 10.0  # audio SeLa code; 0 = off
 
 
 @dataclass
 class TrainConfig:
+    """Defaults: the audio SeLa code (BYOL-A: 100 epochs, batch 256)."""
+
     objective: str = "sela"  # sela | byol
-    epochs: int = 200
-    batch_size: int = 512
+    epochs: int = 200  # audio SeLa code
+    batch_size: int = 512  # audio SeLa code; the global batch, split evenly over the ranks
     seed: int = 0
     out_dir: str = "runs/default"
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    channels_last: bool = True
-    log_every: int = 50
+    amp: bool = True  # audio SeLa code uses AMP; here bf16 autocast on CUDA, ignored on CPU
+    channels_last: bool = True  # (ours) CUDA only
+    log_every: int = 50  # (ours) steps between logged training records
     max_steps_per_epoch: int | None = None  # caps an epoch (smoke runs, demos)
     ckpt_every_steps: int | None = None  # (ours) also checkpoint every n steps, for exact resume mid-epoch
     resume: str = "never"  # (ours) never | auto (continue from <out_dir>/last.pt if present) | a checkpoint path
@@ -260,7 +287,7 @@ def parse_override(text: str) -> dict[str, Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    value = yaml.safe_load(raw) if raw != "" else ""
+    value = load_yaml(raw) if raw != "" else ""
     node: dict[str, Any] = {}
     cursor = node
     parts = key.split(".")
@@ -292,7 +319,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"recipe not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml(path.read_text())
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -5,9 +5,10 @@ the training frontend (LogMel, with the checkpoint's normalisation statistics) f
 embeddings are computed exactly as during the label update.
 
 - Scene embedding: the encoder's own clip embedding over the whole clip, `forward_head(forward_features(logmel))`.
-  Long clips are encoded in chunks that overlap by the encoder's receptive context (measured once at load), so each
-  chunk's kept frames equal the frames of one pass over the whole clip; the head then pools all frames of the clip
-  at once. Chunking therefore changes nothing but memory (up to float rounding).
+  Long clips are encoded in chunks that overlap by the encoder's receptive context (found once at load by a
+  structural probe), so each chunk's kept frames equal the frames of one pass over the whole clip; the head then
+  pools all frames of the clip at once (audiontt's max + mean is over every frame of the clip, never per chunk).
+  Chunking therefore changes nothing but memory (up to float rounding).
 - Timestamp embedding at t: the clip embedding of a window of `window_ms` (default: the training crop) centred on
   t, i.e. the representation the objective was trained on, at a hop of `hop_ms` (default 50). The encoders' own
   frame strides (80 ms for audiontt, 640 ms for resnet at hop 20 ms) are too coarse for event onsets, and their
@@ -127,7 +128,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
         if model_file_path:
             path = Path(model_file_path)
         else:
-            ref = resources.files("hear_sela").joinpath("assets", DEFAULT_WEIGHTS)
+            ref = resources.files("hear_sela") / "assets" / DEFAULT_WEIGHTS
             if not ref.is_file():
                 raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall "
                                         "hear_sela, or pass a checkpoint path)")
@@ -291,7 +292,8 @@ def _window_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torc
     n = logmel.shape[0]
     width = model.window_frames
     padded = nn.functional.pad(logmel, (width, width), value=model.silence)  # (n, F, T + 2W)
-    starts = (torch.round(centres - (width - 1) / 2).long() + width).to(logmel.device)  # (K,)
+    # round half up (not to even), so windows step evenly when centres fall on half frames
+    starts = (torch.floor(centres - (width - 1) / 2 + 0.5).long() + width).to(logmel.device)  # (K,)
     offsets = torch.arange(width, device=logmel.device)  # (W,)
     per_batch = max(1, model.batch_frames // (width * n))  # windows per clip per forward
     out = []

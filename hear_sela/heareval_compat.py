@@ -52,19 +52,21 @@ def load_triton_beside_tensorflow() -> bool:
     return True
 
 
-def patch_cuda_checks() -> list[str]:
+def patch_cuda_checks(tensorflow_check: bool = True) -> list[str]:
     """Fix heareval's two CUDA-only failures in this process; returns what was patched (nothing on CPU)."""
     import torch
 
     patched: list[str] = []
     if not torch.cuda.is_available():
         return patched
-    import tensorflow as tf
+    if tensorflow_check:
+        import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU"):
-        # heareval only checks; its embeddings never run in tensorflow for a torch module
-        tf.test.is_gpu_available = lambda *args, **kwargs: True
-        patched.append("tensorflow GPU check")
+        load_triton_beside_tensorflow()
+        if not tf.config.list_physical_devices("GPU"):
+            # heareval only checks; its embeddings never run in tensorflow for a torch module
+            tf.test.is_gpu_available = lambda *args, **kwargs: True
+            patched.append("tensorflow GPU check")
     import heareval.gpu_max_mem as gpu_max_mem
     import pynvml
 
@@ -85,10 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "predictions":
         os.environ.setdefault(WEIGHTS_ONLY_ENV, "1")
-    import tensorflow  # noqa: F401  (the order heareval imports in; then triton must load apart from it)
+        patch_cuda_checks(tensorflow_check=False)  # this runner never imports tensorflow
+    else:
+        import tensorflow  # noqa: F401  (the order heareval imports in; then triton must load apart from it)
 
-    load_triton_beside_tensorflow()
-    patch_cuda_checks()
+        load_triton_beside_tensorflow()
+        patch_cuda_checks()
     sys.argv = [ENTRY_POINTS[command], *rest]
     runpy.run_module(ENTRY_POINTS[command], run_name="__main__", alter_sys=True)
 

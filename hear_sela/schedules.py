@@ -14,10 +14,11 @@ from hear_sela.config import OptimConfig, SelaConfig
 
 def label_update_steps(cfg: SelaConfig, epochs: int, steps_per_epoch: int, n_segments: int,
                        global_batch: int) -> list[int]:
-    """Global steps (sorted, unique, < epochs * steps_per_epoch) before which the labels are re-solved.
+    """Global steps (sorted, unique, <= epochs * steps_per_epoch) before which the labels are re-solved.
 
     - "list": `cfg.update_epochs`, each epoch e mapped to the first step of epoch e (0 = before any training), as
-      the audio SeLa code's 25 updates over 200 epochs.
+      the audio SeLa code's 25 updates over 200 epochs; e = epochs re-solves once more after the last step, so the
+      final checkpoint holds the trained network's labels.
     - "quadratic": SeLa's spacing: update times (in samples seen) (epochs + 1.01) * N * linspace(0, 1, n)**2,
       consumed one per iteration as SeLa's loop does (so several times that fall on one step spill onto the
       following steps). The first update is at step 0.
@@ -39,7 +40,7 @@ def label_update_steps(cfg: SelaConfig, epochs: int, steps_per_epoch: int, n_seg
             last = step
     else:
         raise ValueError(f"sela.schedule must be 'list' or 'quadratic', got {cfg.schedule!r}")
-    return [s for s in steps if s < total]
+    return [s for s in steps if s < total or (s == total and cfg.schedule == "list")]
 
 
 def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) -> float:

@@ -29,18 +29,12 @@ import yaml
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
-from hear_sela.checkpoint import (
-    build_encoder,
-    capture_rng,
-    encoder_checkpoint_state,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
+from hear_sela.checkpoint import build_encoder, restore_rng
 from hear_sela.config import Config, config_to_dict
 from hear_sela.label_update import update_labels  # imported here, not lazily: sklearn draws from Python's RNG
 from hear_sela.optim import build_optimizer, build_scheduler
 from hear_sela.schedules import label_update_steps
+from hear_sela.train_checkpoint import find_resume, load_state, save_state, sync_buffers
 from hear_sela.train_data import EpochBatches, SegmentDataset, batches_per_epoch, make_loader
 
 log = logging.getLogger("hear_sela.train")
@@ -96,86 +90,6 @@ def open_cache(cfg: Config):
     return prepare_cache(cfg, progress=dist.is_main())
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def sync_buffers(objective) -> None:
-    """Give every rank rank 0's buffers (batch-norm statistics; DDP itself only does so at each forward): before a
-    label update, so every shard is embedded by the same network, and before a checkpoint, so the saved state is
-    every rank's state and a multi-rank resume is exact."""
-    if dist.world_size() > 1:
-        for module in objective.modules():
-            for buf in module.buffers():
-                dist.broadcast(buf, 0)
-
-
-def _local_path(path: Path, rank: int, step: int) -> Path:
-    return path.with_name(f"{path.stem}.rank{rank}.step{step}.pt")
-
-
-def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched, pos: dict[str, int],
-               extra: dict[str, Any]) -> None:
-    """Write a checkpoint atomically. Rank-local state (RNG, mixup memory) of ranks > 0 goes to side files named by
-    step, written before the main file, so the main file always finds its matching side files."""
-    sync_buffers(objective)
-    local = {"rng": capture_rng(), "augment": augment.state_dict(), "step": pos["step"]}
-    if not dist.is_main():
-        save_checkpoint(_local_path(path, dist.rank(), pos["step"]), local)
-    dist.barrier()
-    if dist.is_main():
-        state = {**encoder_checkpoint_state(cfg, objective.encoder), **objective.state_dict(),
-                 "objective": objective.name, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "local": local, "world_size": dist.world_size(), **pos, **extra}
-        save_checkpoint(path, state)
-    dist.barrier()
-    if not dist.is_main():  # older side files are no longer referenced
-        for old in path.parent.glob(f"{path.stem}.rank{dist.rank()}.step*.pt"):
-            if old != _local_path(path, dist.rank(), pos["step"]):
-                old.unlink(missing_ok=True)
-
-
-def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device) -> dict[str, Any]:
-    """Restore everything `save_state` wrote except the RNG states, which come back in the returned checkpoint as
-    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers)."""
-    ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("objective") != objective.name:
-        raise ValueError(f"{path}: checkpoint of objective {ckpt.get('objective')!r}, this run trains "
-                         f"{objective.name!r}")
-    objective.encoder.load_state_dict(ckpt["encoder"])
-    objective.load_state_dict(ckpt)
-    opt.load_state_dict(ckpt["optimizer"])
-    sched.load_state_dict(ckpt["scheduler"])
-    local = ckpt["local"]
-    if dist.rank() > 0:
-        side = _local_path(path, dist.rank(), int(ckpt["step"]))
-        if ckpt["world_size"] == dist.world_size() and side.is_file():
-            local = load_checkpoint(side)
-        else:
-            log.warning("rank %d: no side file %s (checkpoint from %d ranks, now %d): using rank 0's RNG and mixup "
-                        "memory; the run continues but is not bit-identical", dist.rank(), side,
-                        ckpt["world_size"], dist.world_size())
-    augment.load_state_dict(local["augment"])
-    ckpt["rng_to_restore"] = local["rng"]  # restored by the caller as the very last setup step
-    return ckpt
-
-
-def find_resume(cfg: Config, resume: str | None) -> Path | None:
-    """Which checkpoint to resume from: never / auto (<out_dir>/last.pt if it exists) / an explicit path."""
-    mode = resume or cfg.train.resume
-    last = Path(cfg.train.out_dir) / "last.pt"
-    if mode in ("never", "", None):
-        if last.exists():
-            raise FileExistsError(f"{last} exists: resume it with --resume (train.resume=auto) or choose another "
-                                  "train.out_dir")
-        return None
-    if mode == "auto":
-        return last if last.exists() else None
-    path = Path(mode)
-    if not path.is_file():
-        raise FileNotFoundError(f"train.resume={mode!r}: no such checkpoint")
-    return path
-
-
 # ---------------------------------------------------------------- logging
 
 
@@ -227,6 +141,24 @@ class Logger:
 # ---------------------------------------------------------------- the loop
 
 
+def train_step(objective, augment: Augment, opt: torch.optim.Optimizer, sched, idx: torch.Tensor, seg: torch.Tensor,
+               gen: torch.Generator, device: torch.device, amp: bool, clip_grad: float) -> torch.Tensor:
+    """One optimiser step on a batch from the cache: idx (B,) int64, seg (B, F, T_seg) float16 (host or device).
+    Returns the loss, detached, not synchronised."""
+    idx = idx.to(device, non_blocking=True)
+    views = augment(seg.to(device, non_blocking=True), gen, objective.views).unsqueeze(2)  # (V, B, 1, F, T)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = objective.loss(idx, views)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(objective.net.parameters(), clip_grad)
+    opt.step()
+    sched.step()
+    objective.after_step()
+    return loss.detach()
+
+
 def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     """Train `cfg` to the end (or continue a checkpoint); returns the final checkpoint's path."""
     # ---- process group, device, output
@@ -244,7 +176,11 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     dataset = SegmentDataset(cache.features)
     n = len(dataset)
-    steps_per_epoch = batches_per_epoch(n, tc.batch_size, tc.max_steps_per_epoch)
+    if tc.batch_size % dist.world_size():
+        raise ValueError(f"train.batch_size={tc.batch_size} (the global batch) is not divisible by the "
+                         f"{dist.world_size()} ranks")
+    rank_batch = tc.batch_size // dist.world_size()
+    steps_per_epoch = batches_per_epoch(n, rank_batch, tc.max_steps_per_epoch)
     norm = (cache.mean, cache.std)
     if dist.is_main():
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -257,8 +193,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         objective.to_channels_last()
     opt = build_optimizer(cfg.optim, objective.net.parameters())
     sched = build_scheduler(opt, cfg.optim, steps_per_epoch, tc.epochs)
-    global_batch = tc.batch_size * dist.world_size()
-    updates = (label_update_steps(cfg.sela, tc.epochs, steps_per_epoch, n, global_batch)
+    updates = (label_update_steps(cfg.sela, tc.epochs, steps_per_epoch, n, tc.batch_size)
                if objective.name == "sela" else [])
     seed_all(tc.seed + 7919 * dist.rank())  # dropout differs across ranks
 
@@ -285,7 +220,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n}
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, %d label updates, device %s, "
-                 "%d rank(s)", objective.name, n, steps_per_epoch, tc.epochs, global_batch, len(updates), device,
+                 "%d rank(s)", objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, len(updates), device,
                  dist.world_size())
 
     def label_update() -> None:
@@ -315,7 +250,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     t_log, clips_log = time.perf_counter(), 0
     objective.train(True)
     for epoch in range(pos["epoch"], tc.epochs):
-        batches = EpochBatches(n, tc.batch_size, tc.seed, epoch, pos["epoch_step"], tc.max_steps_per_epoch)
+        batches = EpochBatches(n, rank_batch, tc.seed, epoch, pos["epoch_step"], tc.max_steps_per_epoch)
         loader = make_loader(dataset, batches, cfg.data.num_workers, pin_memory=device.type == "cuda")
         if dist.is_main():
             from tqdm import tqdm
@@ -327,20 +262,9 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
             if done < len(updates) and updates[done] <= pos["step"]:
                 check(pending)
                 label_update()
+            check(pending)  # the previous step's forward is long done by now: a cheap sync
             gen.manual_seed(step_seed(tc.seed, pos["step"], dist.rank()))
-            idx = idx.to(device, non_blocking=True)
-            views = augment(seg.to(device, non_blocking=True), gen, objective.views).unsqueeze(2)  # (V,B,1,F,T)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = objective.loss(idx, views)
-            check(pending)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(objective.net.parameters(), cfg.optim.clip_grad)
-            opt.step()
-            sched.step()
-            objective.after_step()
-            pending = loss.detach()
+            pending = train_step(objective, augment, opt, sched, idx, seg, gen, device, amp, cfg.optim.clip_grad)
             pos["step"] += 1
             pos["epoch_step"] += 1
             clips_log += idx.shape[0] * dist.world_size()
@@ -363,7 +287,10 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         if dist.is_main():
             log.info("epoch %d/%d done (step %d)", epoch + 1, tc.epochs, pos["step"])
 
-    # ---- the end: a final checkpoint marked finished
+    # ---- the end: a label update scheduled after the last step, then a final checkpoint marked finished
+    if objective.name == "sela" and objective.store.updates < len(updates) and updates[-1] <= pos["step"]:
+        check(pending)
+        label_update()
     final = out_dir / "final.pt"
     save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
     save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})

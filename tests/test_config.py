@@ -61,8 +61,6 @@ def test_dotted_overrides_are_typed(override, get, expected):
     assert value == expected and type(value) is type(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="PyYAML (YAML 1.1) reads 1e-4 as a string; config.py should accept it as a "
-                                       "float (reported to the config owner)")
 def test_exponent_without_dot_is_a_float():
     assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
 

@@ -6,7 +6,11 @@ import json
 import logging
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -183,20 +187,81 @@ def test_complete_cache_is_reused(tiny_corpus, tmp_path, monkeypatch):
     _assert_same(_build(records, tmp_path / "c"), first)
 
 
+_HOLD_LOCK = """
+import fcntl, sys
+f = open(sys.argv[1], "a")
+fcntl.lockf(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_a_second_builder_waits_for_the_first(tiny_corpus, tmp_path):
-    fcntl = pytest.importorskip("fcntl")  # POSIX only, like the lock itself
+    pytest.importorskip("fcntl")  # POSIX only, like the lock itself
     root = tmp_path / "c"
     root.mkdir()
-    result = {}
-    with open(root / ".lock", "a") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # "another process" is building
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(root / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # "another process" is building
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = {}
         worker = threading.Thread(target=lambda: result.update(cache=_build(tiny_corpus.records[:2], root)))
         worker.start()
         worker.join(timeout=1.0)
         assert worker.is_alive() and not (root / "manifest.json").exists()
-        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    finally:
+        holder.communicate("go\n", timeout=30)
     worker.join(timeout=60)
     assert not worker.is_alive() and len(result["cache"]) == 4
+
+
+_KILLED_BUILD = """
+import sys, time
+from hear_sela.config import FrontendConfig
+from hear_sela.data import cache
+from hear_sela.data.synth import write_corpus
+
+slow = cache.load_audio
+def load_slowly(path, sample_rate=16000):
+    time.sleep(0.1)
+    return slow(path, sample_rate)
+cache.load_audio = load_slowly
+records = write_corpus(sys.argv[1], 2, 2.0, seed=0, progress=False)[:12]
+cache.build_feature_cache(records, FrontendConfig(), sys.argv[2], 1.0, 1.0, 0.5, num_workers=2, chunk_clips=2,
+                          progress=False)
+"""
+
+
+def test_resume_after_the_builder_is_killed_with_workers_running(tiny_corpus, tmp_path):
+    """SIGKILL mid-build with DataLoader workers alive: the workers must not outlive it (and hold the cache), and
+    the resumed cache must equal an uninterrupted one."""
+    cache_dir = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, str(tiny_corpus.root), str(cache_dir)])
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        progress = cache_dir / "progress.json"
+        if progress.is_file() and json.loads(progress.read_text())["clips_done"] >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished (or failed) before it could be killed"
+    proc.kill()
+    proc.wait()
+    time.sleep(1.0)
+    orphans = [int(p) for p in os.listdir("/proc") if p.isdigit() and str(cache_dir) in _cmdline(p)]
+    for pid in orphans:  # clean up before failing, so a regression does not leave processes behind
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == [], "DataLoader workers outlived the killed build"
+    records = tiny_corpus.records[:12]
+    resumed = _build(records, cache_dir, num_workers=2, chunk_clips=2)
+    _assert_same(resumed, _build(records, tmp_path / "ref", num_workers=0, chunk_clips=2))
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @pytest.mark.gpu

@@ -31,7 +31,7 @@ def test_layout_and_metadata(tasks):
     kinds = {}
     for name, task in tasks.items():
         meta = json.loads((task / "task_metadata.json").read_text())
-        assert HEAREVAL_KEYS <= set(meta) and meta["task_name"] == name
+        assert set(meta) >= HEAREVAL_KEYS and meta["task_name"] == name
         assert meta["split_mode"] == "trainvaltest" and meta["splits"] == list(SPLITS)
         kinds[name] = (meta["embedding_type"], meta["prediction_type"], meta["evaluation"][0])
         vocab = pd.read_csv(task / "labelvocabulary.csv")  # as heareval reads it

@@ -92,8 +92,10 @@ def test_audio_sela_schedule_has_25_updates_the_first_before_training():
     # the audio SeLa code's 1-based epochs 1,2,3,4, 6..56/5, 61..111/10, 121..181/20 = our 0-based epoch starts
     epochs_1based = [1, 2, 3, 4, *range(6, 57, 5), *range(61, 112, 10), *range(121, 182, 20)]
     assert steps == [(e - 1) * 100 for e in epochs_1based]
-    # a shorter run keeps only the updates that fall inside it
+    # a shorter run keeps only the updates that fall inside it, plus one after its last step if listed
     assert label_update_steps(cfg, epochs=4, steps_per_epoch=10, n_segments=100, global_batch=10) == [0, 10, 20, 30]
+    assert label_update_steps(cfg, epochs=5, steps_per_epoch=10, n_segments=100, global_batch=10) == [0, 10, 20, 30,
+                                                                                                      50]
 
 
 def test_quadratic_schedule_is_seLa_spacing_from_step_zero():

@@ -48,9 +48,9 @@ def test_two_rank_training_stays_in_lockstep(tmp_path: Path):
         assert torch.equal(v, r1["net"][k]), f"{k} differs between ranks"
     assert torch.equal(r0["labels"], r1["labels"])  # every rank holds the whole label store
     ckpt = torch.load(tmp_path / "final.pt", weights_only=True)
-    # 37 segments over 2 ranks: DistributedSampler gives 19 per rank = 2 batches of 8 per epoch
-    assert ckpt["step"] == 4 and ckpt["world_size"] == 2
-    assert (tmp_path / "last.rank1.step4.pt").is_file()  # rank 1's RNG and mixup memory, for exact resume
+    # global batch 8 = 4 per rank; 37 segments over 2 ranks: DistributedSampler gives 19 per rank = 4 batches
+    assert ckpt["step"] == 8 and ckpt["world_size"] == 2
+    assert (tmp_path / "last.rank1.step8.pt").is_file()  # rank 1's RNG and mixup memory, for exact resume
     for k, v in ckpt["encoder"].items():
         assert torch.equal(v, r0["net"][f"encoder.{k}"])
 

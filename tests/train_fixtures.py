@@ -78,14 +78,16 @@ def _main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.kill_at_save is not None:
-        original = train_mod.save_checkpoint
+        import hear_sela.train_checkpoint as ckpt_mod
+
+        original = ckpt_mod.save_checkpoint
 
         def save_or_die(path, state):
             if state.get("step") == args.kill_at_save:
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(path, state)
 
-        train_mod.save_checkpoint = save_or_die
+        ckpt_mod.save_checkpoint = save_or_die
     over = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
     cfg = tiny_config(args.out_dir, args.objective, **over)
     if args.labels_only:

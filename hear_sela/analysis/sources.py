@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from hear_sela.analysis.core import AnalysisInputs
-from hear_sela.config import Config
+from hear_sela.config import Config, load_yaml
 
 log = logging.getLogger("hear_sela.analysis")
 
@@ -157,7 +156,7 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
             path = Path(item)
             if not path.is_file():
                 raise ConfigError(f"--data {item!r}: neither a key=value override nor an existing recipe file")
-            recipe = yaml.safe_load(path.read_text()) or {}
+            recipe = load_yaml(path.read_text()) or {}
             if "data" not in recipe:
                 raise ConfigError(f"{path}: has no data section to analyse")
             base["data"] = _merge(config_to_dict(Config())["data"], recipe["data"])

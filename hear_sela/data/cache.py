@@ -273,7 +273,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
 @contextmanager
 def _build_lock(root: Path) -> Iterator[None]:
     """Exclusive lock on <root>/.lock, so two processes never build one cache at once (the second waits, then finds
-    the cache complete). Advisory (flock), POSIX only; elsewhere a no-op."""
+    the cache complete). A POSIX record lock (lockf), not flock: forked DataLoader workers do not inherit it, and
+    it dies with the process that took it. Advisory, POSIX only; elsewhere a no-op."""
     try:
         import fcntl
     except ImportError:  # not POSIX
@@ -281,14 +282,25 @@ def _build_lock(root: Path) -> Iterator[None]:
         return
     with open(root / LOCK, "a") as f:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EACCES or EAGAIN: held by another process
             log.info("another process is building the cache in %s; waiting for it", root)
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            fcntl.lockf(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+def _die_with_parent(worker_id: int) -> None:
+    """DataLoader worker init: on Linux, get SIGKILL when the building process dies. Without it, workers of a killed
+    build can hang on a full result pipe forever, holding memory."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _remove_own_files(root: Path) -> None:
@@ -377,7 +389,8 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
     done = state["clips_done"]
     remaining = records[done:]
     loader = DataLoader(_ClipAudio(remaining, lm.cfg.sample_rate), batch_size=None, shuffle=False,
-                        num_workers=num_workers, collate_fn=_identity)
+                        num_workers=num_workers, collate_fn=_identity,
+                        worker_init_fn=_die_with_parent if num_workers else None)
     bar = tqdm(total=len(records), initial=done, desc=f"feature cache {root}", unit="clip", disable=not progress)
     chunk: list[tuple[int, np.ndarray | None, str | None]] = []
     with open(root / FEATURES, "ab") as f_feat, open(root / CLIP_LOG, "a", encoding="utf-8") as f_log:

@@ -1,0 +1,304 @@
+"""hear_sela.sinkhorn against SeLa's float64 loop (tests/sinkhorn_reference.py), on CPU, small sizes."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as tdist
+import torch.multiprocessing as mp
+from sinkhorn_reference import plan_marginals, sela_reference
+
+from hear_sela import distributed
+from hear_sela.sinkhorn import gaussian_marginals, soft_cluster_mass, solve_labels, uniform_marginals
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # At these sizes each op is microseconds; OpenMP fork/join across busy cores costs more than it saves.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def realistic(heads: int, n: int, k: int, *, d: int = 64, centres: int = 20, scale: float = 2.5,
+              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """gpu_anchors.md's "realistic logits", scaled down: clips = 0.6·centre + 0.8·noise, logits = scale·F Wᵀ/√D.
+
+    Returns features (N, D) and head weights (H, K, D) with the scale folded in.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.randn(centres, d, generator=g)
+    feats = 0.6 * centre[torch.randint(0, centres, (n,), generator=g)] + 0.8 * torch.randn(n, d, generator=g)
+    weights = torch.randn(heads, k, d, generator=g) * (scale / d**0.5)
+    return feats, weights
+
+
+def logits_of(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """# (N, D), (H, K, D) -> (H, N, K), the same bmm the matrix-free path runs"""
+    return torch.bmm(feats.expand(weights.shape[0], -1, -1), weights.transpose(1, 2))
+
+
+def agreement(a, b) -> float:
+    return float((np.asarray(a) == np.asarray(b)).mean())
+
+
+@pytest.fixture(scope="module")
+def structured():
+    feats, weights = realistic(2, 4000, 50)
+    return logits_of(feats, weights)
+
+
+@pytest.mark.parametrize("kind", ["random", "structured"])
+def test_plain_iterates_match_float64_sela(kind, structured):
+    random = torch.randn(2, 3000, 30, generator=torch.Generator().manual_seed(1))
+    logits = structured if kind == "structured" else random
+    ref = sela_reference(logits)
+    res = solve_labels(logits, overrelax=1.0)
+    assert res.converged.all()
+    assert res.iterations.tolist() == ref.iterations.tolist()  # the same iterate sequence, in float32
+    np.testing.assert_allclose(res.error.numpy(), ref.error, rtol=1e-2)
+    assert agreement(res.labels, ref.labels) >= 0.999
+    np.testing.assert_allclose(res.confidences.numpy(), ref.confidences, atol=1e-4)
+
+
+def test_overrelaxed_agrees_with_float64_in_far_fewer_iterations(structured):
+    ref = sela_reference(structured)
+    res = solve_labels(structured)
+    assert res.converged.all()
+    assert agreement(res.labels, ref.labels) >= 0.999
+    assert (res.iterations.numpy() * 2 <= ref.iterations).all(), (res.iterations, ref.iterations)
+
+
+@pytest.mark.parametrize("prior", ["uniform", "per-head"])
+def test_marginals_of_q_match_targets(prior, structured):
+    h, n, k = structured.shape
+    if prior == "uniform":
+        target = uniform_marginals(h, k)
+    else:
+        target = torch.rand(h, k, generator=torch.Generator().manual_seed(2), dtype=torch.float64) + 0.5
+        target /= target.sum(1, keepdim=True)
+    res = solve_labels(structured, marginals=None if prior == "uniform" else target)
+    rows, cols = plan_marginals(structured, res.duals.log_r, 25.0)
+    np.testing.assert_allclose(rows.numpy(), 1.0 / n, rtol=1e-9)
+    np.testing.assert_allclose(cols.numpy(), target.numpy(), rtol=2e-3)
+
+
+def test_nonuniform_prior_sets_cluster_sizes():
+    feats, weights = realistic(1, 6000, 12, seed=3)
+    prior = torch.tensor([2.0**-(i / 3) for i in range(12)], dtype=torch.float64)  # sizes spread 13x
+    prior /= prior.sum()
+    res = solve_labels(logits_of(feats, weights), marginals=prior)
+    sizes = torch.bincount(res.labels[0], minlength=12).double() / 6000
+    assert res.converged.all()
+    np.testing.assert_allclose(sizes.numpy(), prior.numpy(), rtol=0.1)
+
+
+def test_peaked_logits_and_dead_clusters_stay_finite():
+    logits = torch.randn(2, 3000, 30, generator=torch.Generator().manual_seed(4)) * 50
+    logits[:, :, 3] -= 1e4  # no sample favours cluster 3 (its p^λ is 0 even in float64)
+    logits[1, :, 7] -= 1e6
+    res = solve_labels(logits, max_iters=300)
+    for t in (res.confidences, res.duals.log_r, res.error):
+        assert torch.isfinite(t).all()
+    assert ((res.labels >= 0) & (res.labels < 30)).all()
+    assert ((res.confidences > 0) & (res.confidences <= 1)).all()
+    # Near-permutation kernels fill a dead cluster a few samples per ten iterations (float64 does the same): at 300
+    # iterations the dead ones have started to fill and the live ones are balanced.
+    sizes = torch.stack([torch.bincount(lab, minlength=30) for lab in res.labels])
+    assert (sizes[:, 3] > 0).all() and sizes[1, 7] > 0
+    _, cols = plan_marginals(logits, res.duals.log_r, 25.0)
+    live = torch.ones(2, 30, dtype=torch.bool)
+    live[:, 3] = live[1, 7] = False
+    assert ((cols * 30)[live] - 1).abs().max() < 0.2
+
+
+@pytest.mark.parametrize("n, k", [(1500, 2000), (400, 10_000)])
+def test_lambda_100_many_clusters_stays_finite(n, k):
+    logits = torch.randn(1, n, k, generator=torch.Generator().manual_seed(5)) * 3
+    res = solve_labels(logits, lamb=100.0, max_iters=100)
+    for t in (res.confidences, res.duals.log_r, res.error):
+        assert torch.isfinite(t).all()
+    assert ((res.labels >= 0) & (res.labels < k)).all()
+    _, cols = plan_marginals(logits, res.duals.log_r, 100.0)
+    assert (cols * k).sub(1).abs().max() < 0.5  # far from converged at 100 iterations, but balanced
+
+
+def test_negative_infinite_logits_are_never_chosen(structured):
+    logits = structured.clone()
+    logits[:, ::2, 0] = -torch.inf  # even samples may not take cluster 0
+    res = solve_labels(logits)
+    assert torch.isfinite(res.confidences).all()
+    assert not (res.labels[:, ::2] == 0).any()
+    assert (res.labels[:, 1::2] == 0).any()
+
+
+@pytest.mark.parametrize("kernel", ["sparse", "dense"])
+def test_matrix_free_equals_stored(kernel):
+    feats, weights = realistic(2, 3000, 40, seed=6)
+    bias = torch.randn(2, 40, generator=torch.Generator().manual_seed(7)) * 0.1
+    stored = solve_labels(logits_of(feats, weights) + bias[:, None], kernel=kernel)
+    free = solve_labels(features=feats, weights=weights, bias=bias, kernel=kernel)
+    assert free.kernel == ("sparse" if kernel == "sparse" else "recompute")
+    assert free.iterations.tolist() == stored.iterations.tolist()
+    assert agreement(free.labels, stored.labels) >= 0.9995
+    torch.testing.assert_close(free.duals.log_r, stored.duals.log_r, atol=1e-3, rtol=0)
+
+
+def test_kernels_and_chunking_agree(structured):
+    base = solve_labels(structured, kernel="sparse")
+    assert base.kernel == "sparse" and base.density < 0.2
+    for kw in ({"kernel": "dense"}, {"kernel": "sparse", "chunk_size": 97}, {"kernel": "dense", "chunk_size": 97}):
+        other = solve_labels(structured, **kw)
+        assert agreement(other.labels, base.labels) >= 0.999, kw
+        assert (other.iterations - base.iterations).abs().max() <= 10, kw
+
+
+@pytest.mark.parametrize("kernel", ["sparse", "dense"])
+def test_heads_batched_equal_heads_alone(kernel):
+    # Different sharpness: the heads converge at different checks, exercising per-head retirement.
+    feats, weights = realistic(3, 3000, 30, seed=8)
+    weights = weights * torch.tensor([0.4, 1.0, 1.6])[:, None, None]
+    logits = logits_of(feats, weights)
+    batched = solve_labels(logits, kernel=kernel, overrelax=1.0)
+    assert len(set(batched.iterations.tolist())) > 1
+    for h in range(3):
+        alone = solve_labels(logits[h:h + 1], kernel=kernel, overrelax=1.0)
+        assert alone.iterations.item() == batched.iterations[h].item()
+        assert agreement(alone.labels[0], batched.labels[h]) >= 0.999
+
+
+@pytest.mark.parametrize("overrelax", ["auto", 1.0])
+def test_warm_start_same_labels_fewer_iterations(overrelax):
+    feats, weights = realistic(2, 5000, 50)
+    before = solve_labels(logits_of(feats, weights), overrelax=overrelax)
+    # A label update's worth of change: the heads move, ~10 % of the labels change.
+    moved = weights + 0.1 * weights.std() * torch.randn(weights.shape, generator=torch.Generator().manual_seed(5))
+    after = logits_of(feats, moved)
+    cold = solve_labels(after, overrelax=overrelax)
+    warm = solve_labels(after, overrelax=overrelax, warm_start=before.duals)
+    assert 0.05 < 1 - agreement(cold.labels, before.labels) < 0.2
+    assert warm.converged.all()
+    assert agreement(warm.labels, cold.labels) >= 0.999
+    assert (warm.iterations < cold.iterations).all()
+    if overrelax == "auto":  # against SeLa's plain cold start, the issue's yardstick
+        plain_cold = solve_labels(after, overrelax=1.0)
+        assert (warm.iterations * 3 <= plain_cold.iterations).all(), (warm.iterations, plain_cold.iterations)
+
+
+def test_float64_meets_the_audio_sela_tolerance():
+    feats, weights = realistic(1, 2000, 20, seed=9)
+    logits = logits_of(feats, weights)
+    ref = sela_reference(logits, tol=1e-4)
+    res = solve_labels(logits, tol=1e-4, dtype=torch.float64, overrelax=1.0)
+    assert res.converged.all() and res.error.item() <= 1e-4
+    assert res.iterations.tolist() == ref.iterations.tolist()
+    assert agreement(res.labels, ref.labels) == 1.0
+
+
+def test_iteration_cap_reports_not_converged(structured):
+    res = solve_labels(structured, max_iters=7)
+    assert res.iterations.tolist() == [7, 7]
+    assert not res.converged.any()
+    assert torch.isfinite(res.error).all() and (res.error > 0.1).all()
+
+
+def test_gaussian_marginals_sorted_to_cluster_mass():
+    mass = torch.rand(3, 40, generator=torch.Generator().manual_seed(10))
+    a = gaussian_marginals(mass, n_total=4000, sd=0.1, generator=torch.Generator().manual_seed(11))
+    b = gaussian_marginals(mass, n_total=4000, sd=0.1, generator=torch.Generator().manual_seed(11))
+    assert a.shape == (3, 40) and torch.equal(a, b)
+    torch.testing.assert_close(a.sum(1), torch.ones(3, dtype=torch.float64))
+    # r ∝ sizes (not SeLaVi's 1/sizes): the heaviest cluster gets the largest target, the order is the mass order.
+    assert torch.equal(torch.argsort(a, dim=1), torch.argsort(mass, dim=1))
+    assert 0.02 < (a * 40).std().item() < 0.2
+    torch.testing.assert_close(gaussian_marginals(mass, 4000, sd=0.0), uniform_marginals(3, 40))
+
+
+def test_soft_cluster_mass(structured):
+    torch.testing.assert_close(soft_cluster_mass(structured, chunk_size=333),
+                               torch.softmax(structured.double(), -1).sum(1))
+
+
+def test_rejects_bad_input(structured):
+    bad = structured.clone()
+    bad[0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        solve_labels(bad)
+    with pytest.raises(ValueError, match="marginals"):
+        solve_labels(structured, marginals=torch.ones(7))
+    with pytest.raises(ValueError, match="marginals"):
+        solve_labels(structured, marginals=torch.zeros(50))
+    with pytest.raises(ValueError, match="overrelax"):
+        solve_labels(structured, overrelax=2.5)
+    with pytest.raises(ValueError, match="either"):
+        solve_labels(structured, features=torch.zeros(4000, 8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two gloo ranks, each holding half the rows, against one process.
+
+_DIST_CASES = {
+    "sparse": {"kernel": "sparse"},
+    "dense": {"kernel": "dense"},
+    "plain": {"overrelax": 1.0},
+}
+
+
+def _dist_problem():
+    feats, weights = realistic(2, 3001, 40, seed=12)  # odd N: the shards differ in size
+    return feats, weights, logits_of(feats, weights)
+
+
+def _run_cases(feats, weights, logits, rows: slice) -> dict[str, dict]:
+    out = {}
+    for name, kw in _DIST_CASES.items():
+        res = solve_labels(logits[:, rows], **kw)
+        out[name] = {"labels": distributed.all_gather_cat(res.labels, dim=1), "iterations": res.iterations,
+                     "log_r": res.duals.log_r}
+    free = solve_labels(features=feats[rows], weights=weights)
+    out["matrix-free"] = {"labels": distributed.all_gather_cat(free.labels, dim=1), "iterations": free.iterations,
+                          "log_r": free.duals.log_r}
+    warm = solve_labels(logits[:, rows] * 1.05, warm_start=free.duals)
+    out["warm"] = {"labels": distributed.all_gather_cat(warm.labels, dim=1), "iterations": warm.iterations,
+                   "log_r": warm.duals.log_r}
+    return out
+
+
+def _dist_worker(rank: int, world: int, port: int, path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        feats, weights, logits = _dist_problem()
+        start, stop = distributed.shard_range(logits.shape[1])
+        out = _run_cases(feats, weights, logits, slice(start, stop))
+        if rank == 0:
+            torch.save(out, path)
+    finally:
+        tdist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.distributed
+def test_two_gloo_ranks_equal_one_process(tmp_path):
+    path = str(tmp_path / "rank0.pt")
+    mp.spawn(_dist_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    sharded = torch.load(path)
+    feats, weights, logits = _dist_problem()
+    single = _run_cases(feats, weights, logits, slice(None))
+    for name, one in single.items():
+        two = sharded[name]
+        assert two["labels"].shape == one["labels"].shape, name
+        assert two["iterations"].tolist() == one["iterations"].tolist(), name
+        assert agreement(two["labels"], one["labels"]) >= 0.9995, name
+        torch.testing.assert_close(two["log_r"], one["log_r"], atol=1e-3, rtol=0, msg=name)

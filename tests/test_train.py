@@ -1,0 +1,141 @@
+"""The training loop on CPU: learning on a separable toy problem, logging, aborts, resume guards, recipes, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle
+from hear_sela.config import ConfigError, load_config
+from hear_sela.train import NonFiniteLossError, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import tiny_cache, tiny_config  # noqa: E402
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def records(out_dir: Path, kind: str) -> list[dict]:
+    rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == kind]
+
+
+def test_sela_loss_decreases_on_a_separable_problem(tmp_path: Path):
+    # labels fixed after the first update: the network must fit them
+    cfg = tiny_config(tmp_path, **{"sela.update_epochs": [0], "train.epochs": 6, "optim.lr": 0.1})
+    train(cfg, cache=tiny_cache())
+    loss = [r["loss"] for r in records(tmp_path, "train")]
+    assert len(loss) == 24
+    assert np.mean(loss[-4:]) < 0.7 * np.mean(loss[:4])
+
+
+def test_byol_loss_decreases(tmp_path: Path):
+    cfg = tiny_config(tmp_path, "byol", **{"train.epochs": 6, "optim.name": "adam", "optim.lr": 3e-3})
+    train(cfg, cache=tiny_cache())
+    loss = [r["loss"] for r in records(tmp_path, "train")]
+    assert np.mean(loss[-4:]) < 0.7 * np.mean(loss[:4])
+    bundle = load_encoder_bundle(tmp_path / "final.pt")  # the checkpoint is an encoder bundle too
+    assert bundle.objective == "byol" and bundle.config.frontend.norm_mean is not None
+
+
+def test_label_updates_are_logged_with_their_metrics(tmp_path: Path):
+    train(tiny_config(tmp_path, **{"train.epochs": 2, "sela.update_epochs": [0, 1]}), cache=tiny_cache())
+    upd = records(tmp_path, "labels")
+    assert [r["step"] for r in upd] == [0, 4]
+    for key in ("changed", "size_min", "size_max", "nmi_prev", "solver_iterations", "solver_seconds"):
+        assert all(key in r for r in upd), key
+    assert 0 <= upd[1]["changed"] <= 1 and 0 <= upd[1]["nmi_prev"] <= 1
+    assert upd[1]["size_min"] <= 37 / 6 <= upd[1]["size_max"]
+    ckpt = load_checkpoint(tmp_path / "final.pt")
+    store = ckpt["label_store"]
+    assert store["updates"] == 2 and len(store["history"]) == 2
+    sizes = torch.stack([torch.bincount(h, minlength=6) for h in store["labels"]])  # (H, K), the last update's
+    assert (int(sizes.min()), int(sizes.max())) == (upd[1]["size_min"], upd[1]["size_max"])
+    assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
+
+
+def test_non_finite_loss_aborts_with_a_clear_message(tmp_path: Path):
+    cache = tiny_cache()
+    cache.features[5, 3, 4] = np.nan  # one corrupt value in the cache
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss .* step"):
+        train(tiny_config(tmp_path / "nan", "byol", **{"train.ckpt_every_steps": 1}), cache=cache)
+    assert not (tmp_path / "nan" / "final.pt").exists()
+    last = tmp_path / "nan" / "last.pt"
+    if last.exists():  # whatever was saved holds finite weights only
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(last)["encoder"].values() if v.is_floating_point())
+    # divergence: a huge learning rate makes the weights, then the loss, explode
+    with pytest.raises(NonFiniteLossError, match="Lower optim.lr"):
+        train(tiny_config(tmp_path / "lr", **{"optim.lr": 1e30, "optim.clip_grad": 0.0}), cache=tiny_cache())
+
+
+def test_resume_guards(tmp_path: Path):
+    cfg = tiny_config(tmp_path, **{"train.epochs": 1})
+    final = train(cfg, cache=tiny_cache())
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, cache=tiny_cache())
+    assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
+    assert load_checkpoint(final)["finished"]
+    with pytest.raises(ValueError, match="objective 'sela'"):
+        train(tiny_config(tmp_path, "byol", **{"train.epochs": 1}), resume=str(final), cache=tiny_cache())
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipes_parse(recipe: Path):
+    cfg = load_config(recipe)
+    text = recipe.read_text()
+    assert text.startswith("#") and "hear-sela train" in text  # header names its launch line
+    assert cfg.train.objective in ("sela", "byol")
+
+
+def test_recipe_settings_that_define_the_comparison():
+    sela = load_config(RECIPES[0].with_name("fsd50k_sela.yaml"))
+    assert (sela.model.encoder, sela.sela.heads, sela.sela.clusters, sela.sela.lamb, sela.sela.tol) == (
+        "resnet18", 10, 1000, 25.0, 1e-4)
+    assert (sela.train.epochs, sela.train.batch_size, sela.optim.name, sela.optim.lr) == (200, 512, "sgd", 0.01)
+    assert (sela.frontend.n_fft, sela.frontend.hop_length, sela.data.segment_seconds) == (512, 320, 3.0)
+    byol = load_config(RECIPES[0].with_name("fsd50k_byola.yaml"))
+    pair = load_config(RECIPES[0].with_name("fsd50k_sela_audiontt.yaml"))
+    assert (byol.train.objective, pair.train.objective) == ("byol", "sela")
+    for part in ("frontend", "model", "augment", "data"):
+        assert getattr(byol, part) == getattr(pair, part), part
+    assert (byol.train.epochs, byol.train.batch_size) == (pair.train.epochs, pair.train.batch_size) == (100, 256)
+    assert (byol.optim.name, byol.optim.lr, byol.byol.ema_decay, byol.augment.mixup_ratio) == ("adam", 3e-4, 0.99, 0.4)
+
+
+def test_bad_override_names_the_key():
+    with pytest.raises(ConfigError, match="sela.clusterz"):
+        load_config(RECIPES[0], ["sela.clusterz=5"])
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(RECIPES[0], ["train.epochs=many"])
+
+
+def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
+    from hear_sela.cli import main
+
+    out = tmp_path / "run"
+    overrides = [f"train.out_dir={out}", "data.synth.clips_per_class=2", "data.synth.clip_seconds=1.5",
+                 "data.synth.classes=[tone_bright, noise_low, clicks_fast]", "data.segment_seconds=1.0",
+                 "data.hop_seconds=0.5", "train.epochs=2", "train.batch_size=4", "sela.heads=2", "sela.clusters=4",
+                 "sela.update_epochs=[0, 1]", "model.encoder_kwargs={d: 16, channels: 4}", "augment.crop_frames=48"]
+    assert main(["train", "recipes/demo.yaml", *overrides]) == 0
+    ckpt = out / "final.pt"
+    stored = load_checkpoint(ckpt)["label_store"]
+    n = stored["labels"].shape[1]
+    assert main(["labels", str(ckpt), "--out", str(tmp_path / "stored.csv"), "--stored"]) == 0
+    assert main(["labels", str(ckpt), "--out", str(tmp_path / "fresh.csv")]) == 0
+    for name in ("stored.csv", "fresh.csv"):
+        with open(tmp_path / name) as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["clip_id", "segment_start", "head", "label", "confidence"]
+        assert len(rows) == 2 * n
+        assert {r["head"] for r in rows} == {"0", "1"}
+        assert all(0 <= int(r["label"]) < 4 and 0 <= float(r["confidence"]) <= 1 for r in rows)
+    with open(tmp_path / "stored.csv") as f:
+        labels = [int(r["label"]) for r in csv.DictReader(f)]
+    assert labels == stored["labels"].reshape(-1).tolist()
