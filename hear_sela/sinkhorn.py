@@ -258,6 +258,7 @@ class _SparseStore:
                                           check_invariants=False)  # (H_a·K, H_a·N_r) CSR = Sᵀ
         self.heads, self.rows, self.clusters = heads, rows, clusters
         self.live = torch.ones(heads, dtype=torch.bool, device=s.device)
+        self.all_live = True  # host copy of live.all(): no device sync per sweep
 
     def column_sums(self) -> Tensor:
         """Σ_i G_ik, the r-update's denominator at c~ = 1.  # (H_a, K)"""
@@ -266,7 +267,7 @@ class _SparseStore:
 
     def sweep(self, r: Tensor, c_prev: Tensor | None, omega: Tensor | None) -> tuple[Tensor, Tensor]:
         """# (H_live, K), (H_live, N_r) | None, (H_live, 1) | None -> (H_live, N_r), (H_live, K)"""
-        live = None if bool(self.live.all()) else self.live
+        live = None if self.all_live else self.live
         if live is not None:  # converged heads ride along at r~ = c~ = ω = 1 (cheap) until a rebuild drops them
             r = torch.ones(self.heads, self.clusters, dtype=r.dtype, device=r.device).index_put_((live,), r)
             if c_prev is not None:
@@ -280,6 +281,31 @@ class _SparseStore:
 
     def drop(self, keep: Tensor) -> None:
         self.live[self.live.clone()] = keep
+        self.all_live = bool(self.live.all())
+
+    def labels(self, which: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """argmax_k G_ik r~_k and its share of the row, for live heads `which` (H_w,) with their r~ (H_w, K).
+
+        # -> (H_w, N_r) int64, (H_w, N_r) float32. Every row's largest entry is kept (dropped entries weigh less than
+        8 ulps of it while the rebuild rule holds), so this equals the exact kernel's argmax, at sparse cost.
+        """
+        slots = self.live.nonzero().squeeze(1)[which].tolist()
+        labels, conf = [], []
+        for slot, rr in zip(slots, r):  # a one-off per retiring head; each slot is a contiguous block of rows
+            lo, hi = slot * self.rows, (slot + 1) * self.rows
+            crow = self.s.crow_indices()[lo:hi + 1].long()
+            span = slice(int(crow[0]), int(crow[-1]))
+            col = self.s.col_indices()[span].long() - slot * self.clusters
+            w = self.s.values()[span] * rr[col]  # (nnz_h,) entries of Q's rows up to c~
+            row = torch.repeat_interleave(torch.arange(self.rows, device=w.device), crow.diff())
+            best = torch.zeros(self.rows, dtype=w.dtype, device=w.device).scatter_reduce_(0, row, w, "amax")
+            total = torch.zeros(self.rows, dtype=w.dtype, device=w.device).index_add_(0, row, w)
+            first = w == best[row]  # ties: the lowest cluster, as torch.argmax
+            arg = torch.full((self.rows,), self.clusters, device=w.device).scatter_reduce_(0, row[first], col[first],
+                                                                                          "amin")
+            labels.append(arg)
+            conf.append((best / total).float())
+        return torch.stack(labels), torch.stack(conf)
 
 
 class _RecomputeStore:
@@ -436,14 +462,15 @@ def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha:
     return _Built(store, beta, colsum, row_dropped, col_dropped.squeeze(1), density)
 
 
-def _labels(source: _LogitSource | _FeatureSource, log_r: Tensor, lamb: float, chunk: int) -> tuple[Tensor, Tensor]:
-    """argmax_k Q[k, i] and its posterior from the exact log kernel.  # (H, K) -> (H, N_r) int64, (H, N_r) float32"""
-    h, rows = source.heads, source.rows
+def _labels(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], log_r: Tensor, lamb: float, chunk: int
+            ) -> tuple[Tensor, Tensor]:
+    """argmax_k Q[k, i] and its posterior from the exact log kernel.  # (H_a, K) -> (H_a, N_r) int64, float32"""
+    h, rows = len(heads), source.rows
     labels = torch.empty(h, rows, dtype=torch.int64, device=source.device)
     conf = torch.empty(h, rows, dtype=torch.float32, device=source.device)
     u = log_r.to(source.dtype).unsqueeze(1)
     for start, stop in _row_chunks(rows, chunk):
-        x = _log_kernel(source.chunk(None, start, stop), lamb, u)
+        x = _log_kernel(source.chunk(heads, start, stop), lamb, u)
         best, idx = x.max(-1)
         labels[:, start:stop] = idx
         conf[:, start:stop] = _safe_exp_(x.sub_(best.unsqueeze(-1))).sum(-1).reciprocal_()
@@ -474,9 +501,9 @@ def _check_finite(*tensors: Tensor | None, device: torch.device, chunk: int = 1 
     for x in tensors:
         if x is None:
             continue
-        flat = x.reshape(-1)
-        for start in range(0, flat.numel(), chunk):
-            part = flat[start:start + chunk]
+        # Slices of a flat view, or per leading index when flattening would copy the whole tensor.
+        parts = x.view(-1).split(chunk) if x.is_contiguous() else x.unbind(0)
+        for part in parts:
             bad = bad or bool((torch.isnan(part) | (part == math.inf)).any())
     flag = distributed.all_reduce(torch.tensor([float(bad)], device=device), "max")
     if flag.item() > 0:
@@ -557,8 +584,11 @@ def solve_labels(logits: Tensor | None = None, *, features: Tensor | None = None
     with _matmul_precision(matmul_precision):
         out = _iterate(source, target, lamb, tol, check_every, max_iters, warm_start, kernel, chunk, log_eps,
                        log_floor, n_total, overrelax)
-        log_r, omega, iterations, error, converged, rebuilds, store_kind, density = out
-        labels, conf = _labels(source, log_r, lamb, chunk)
+        log_r, omega, iterations, error, converged, rebuilds, store_kind, density, labels, conf = out
+        missing = tuple(torch.nonzero(labels[:, 0] < 0).flatten().tolist()) if rows else ()
+        if missing:  # heads that retired from a dense or recomputed kernel: one exact pass
+            idx = torch.tensor(missing, device=dev)
+            labels[idx], conf[idx] = _labels(source, missing, log_r[idx], lamb, chunk)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     log_r = log_r - log_r.mean(1, keepdim=True)  # fix the gauge: keeps magnitudes small for the next warm start
@@ -567,14 +597,15 @@ def solve_labels(logits: Tensor | None = None, *, features: Tensor | None = None
 
 
 def _relaxation(err: Tensor, err_last: Tensor, omega_last: Tensor, gap: int, omega: Tensor, settled: Tensor,
-                n_checks: int) -> tuple[Tensor, Tensor]:
-    """Adaptive over-relaxation per head, updated at a check.  # (H_a,) float64 each -> ω (H_a,), settled (H_a,)
+                grew: Tensor, n_checks: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Adaptive over-relaxation per head, updated at a check.  # (H_a,) each -> ω, settled, grew (H_a,)
 
     Plain SK contracts the error by a steady ρ per iteration once past the first checks; over-relaxation with
     ω = 2/(1 + √(1 − ρ)) has the same fixed point and contracts by ~ω − 1 (Thibault et al. 2017; Lehmann et al.
-    2021, "A note on overrelaxation in the Sinkhorn algorithm"). It is not globally monotone, so a head whose error
-    grows between checks has its over-relaxation halved. The error measures a step, which is ω times SK's, so
-    errors are compared per unit of ω (omega: in force since the last check; omega_last: before it).
+    2021, "A note on overrelaxation in the Sinkhorn algorithm"). It is not globally monotone: a head whose error
+    grows at two checks in a row has its over-relaxation halved (one rise is the usual transient after a start).
+    The error measures a step, which is ω times SK's, so errors are compared per unit of ω (omega: in force since
+    the last check; omega_last: before it).
     """
     ratio = ((err / omega) / (err_last / omega_last)).nan_to_num_(nan=1.0, posinf=1.0)
     if n_checks >= 3:  # the first check's error (from c = 1/N or the warm start) is a transient
@@ -582,8 +613,9 @@ def _relaxation(err: Tensor, err_last: Tensor, omega_last: Tensor, gap: int, ome
         fresh = ~settled
         omega = torch.where(fresh, (2.0 / (1.0 + torch.sqrt(1.0 - rho))).clamp(1.0, _OMEGA_MAX), omega)
         settled = settled | fresh
-    omega = torch.where(settled & (ratio > 1.0), 1.0 + (omega - 1.0) / 2, omega)
-    return omega, settled
+    rising = settled & (ratio > 1.0)
+    omega = torch.where(rising & grew, 1.0 + (omega - 1.0) / 2, omega)
+    return omega, settled, rising
 
 
 @dataclass
@@ -601,6 +633,7 @@ class _Heads:
     settled: Tensor  # (H_a,) bool (CPU) ω estimated (from now on only damped)
     err_last: Tensor  # (H_a,) float64 (CPU) error at the last check
     omega_last: Tensor  # (H_a,) float64 (CPU) ω in force during the interval that ended at the last check
+    grew: Tensor  # (H_a,) bool (CPU) the error rose at the last check
 
     def log_c(self, kb: _Built) -> Tensor:
         """# -> (H_a, N_r) float64"""
@@ -613,7 +646,7 @@ class _Heads:
         for name in ("target", "alpha", "log_r", "colsum", "c", "v_prev"):
             x = getattr(self, name)
             setattr(self, name, None if x is None else x[keep_dev])
-        for name in ("omega", "settled", "err_last", "omega_last"):
+        for name in ("omega", "settled", "err_last", "omega_last", "grew"):
             setattr(self, name, getattr(self, name)[keep])
         kb.beta, kb.row_dropped, kb.col_dropped = kb.beta[keep_dev], kb.row_dropped[keep_dev], \
             kb.col_dropped[keep_dev]
@@ -640,7 +673,8 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float,
     """SeLa's loop on the stabilised kernel. target: (H, K) cluster sums N·a.
 
     Returns the final cluster log-duals (H, K) float64, ω (H,), iterations (H,), error (H,), converged (H,), the
-    number of rebuilds, the last store's kind and kept density.
+    number of rebuilds, the last store's kind and kept density, and labels, confidences (H, N_r) for the heads that
+    retired from a sparse kernel (label −1 elsewhere).
     """
     n_heads, k, dev, dt = source.heads, source.clusters, source.device, source.dtype
     delta = 8 * torch.finfo(dt).eps  # relative error a dropped kernel entry may cause in any row or column sum
@@ -649,12 +683,16 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float,
     iterations = torch.zeros(n_heads, dtype=torch.int64)
     error = torch.full((n_heads,), math.inf, dtype=torch.float64)
     converged = torch.zeros(n_heads, dtype=torch.bool)
+    labels = torch.full((n_heads, source.rows), -1, dtype=torch.int64, device=dev)  # -1: left to the caller
+    conf = torch.zeros(n_heads, source.rows, dtype=torch.float32, device=dev)
     stats = {"rebuilds": 0, "density": 1.0, "kind": "none"}
     adaptive = overrelax == "auto"
     ones = torch.ones(n_heads, dtype=torch.float64)
-    hs = _Heads(tuple(range(n_heads)), target, torch.zeros_like(target), torch.zeros(n_heads, k, dtype=dt, device=dev),
-                None, None, None, ones if adaptive else ones * float(overrelax), torch.full((n_heads,), not adaptive),
-                torch.full((n_heads,), math.inf, dtype=torch.float64), ones.clone())
+    hs = _Heads(ids=tuple(range(n_heads)), target=target, alpha=torch.zeros_like(target),
+                log_r=torch.zeros(n_heads, k, dtype=dt, device=dev), colsum=None, c=None, v_prev=None,
+                omega=ones if adaptive else ones * float(overrelax), settled=torch.full((n_heads,), not adaptive),
+                err_last=torch.full((n_heads,), math.inf, dtype=torch.float64), omega_last=ones.clone(),
+                grew=torch.zeros(n_heads, dtype=torch.bool))
 
     def rebuild() -> _Built:
         """Kernel for u = hs.alpha, one exact c-update; the scaling factors restart at 1."""
@@ -715,8 +753,8 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float,
         n_checks += 1
         omega_now = hs.omega
         if adaptive:
-            hs.omega, hs.settled = _relaxation(err, hs.err_last, hs.omega_last, t - t_last, hs.omega, hs.settled,
-                                               n_checks)
+            hs.omega, hs.settled, hs.grew = _relaxation(err, hs.err_last, hs.omega_last, t - t_last, hs.omega,
+                                                        hs.settled, hs.grew, n_checks)
         hs.err_last, hs.omega_last, t_last = err, omega_now, t
         done = (err <= tol) | (t >= max_iters)
         if bool(done.any()):
@@ -725,6 +763,8 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float,
             final_log_r[ids] = hs.alpha[done_dev] + hs.log_r[done_dev].double()
             final_omega[ids] = hs.omega[done]
             iterations[ids], error[ids], converged[ids] = t, err[done], err[done] <= tol
+            if isinstance(kb.store, _SparseStore) and source.rows:
+                labels[ids], conf[ids] = kb.store.labels(done_dev.nonzero().squeeze(1), hs.log_r[done_dev].exp())
             hs.keep(~done, kb)
     return (final_log_r, final_omega, iterations, error, converged, stats["rebuilds"], stats["kind"],
-            stats["density"])
+            stats["density"], labels, conf)

@@ -56,7 +56,10 @@ def _one_head_torch(logits: torch.Tensor, lamb: float, a: torch.Tensor, tol: flo
                     max_iters: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """# (N, K), (K,) -> labels (N,), confidences (N,), iterations, error"""
     n = logits.shape[0]
-    p = torch.softmax(logits.double(), dim=1).T.pow_(lamb)  # (K, N)
+    # Softmax in place, stable as SeLa's util.py::py_softmax: one N × K float64 buffer (24 GB at 1M × 3000).
+    p = logits.to(torch.float64, copy=True)
+    p.sub_(p.amax(1, keepdim=True)).exp_()
+    p = p.div_(p.sum(1, keepdim=True)).T.pow_(lamb)  # (K, N)
     c = torch.full((n, 1), 1.0 / n, dtype=torch.float64, device=p.device)
     a = a.reshape(-1, 1).to(p)
     err, counter = float("inf"), 0

@@ -149,6 +149,14 @@ def test_matrix_free_equals_stored(kernel):
     torch.testing.assert_close(free.duals.log_r, stored.duals.log_r, atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("kernel", ["sparse", "dense"])
+def test_labels_are_the_argmax_of_q_for_the_returned_duals(kernel, structured):
+    res = solve_labels(structured, kernel=kernel)
+    log_q = torch.log_softmax(structured.double(), -1) * 25.0 + res.duals.log_r.unsqueeze(1)  # log r_k P_ki + const
+    assert agreement(res.labels, log_q.argmax(-1)) >= 0.9999
+    np.testing.assert_allclose(res.confidences.numpy(), torch.softmax(log_q, -1).amax(-1).numpy(), atol=1e-5)
+
+
 def test_kernels_and_chunking_agree(structured):
     base = solve_labels(structured, kernel="sparse")
     assert base.kernel == "sparse" and base.density < 0.2
@@ -237,6 +245,23 @@ def test_rejects_bad_input(structured):
         solve_labels(structured, overrelax=2.5)
     with pytest.raises(ValueError, match="either"):
         solve_labels(structured, features=torch.zeros(4000, 8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu():
+    feats, weights = realistic(3, 5000, 60, seed=13)
+    logits = logits_of(feats, weights)
+    for kw in ({"kernel": "sparse"}, {"kernel": "dense"}, {"overrelax": 1.0}):
+        cpu = solve_labels(logits, **kw)
+        gpu = solve_labels(logits.cuda(), **kw)
+        assert gpu.labels.is_cuda and gpu.iterations.tolist() == cpu.iterations.tolist(), kw
+        assert agreement(gpu.labels.cpu(), cpu.labels) >= 0.999, kw
+        hosted = solve_labels(logits, device="cuda", **kw)  # logits stay on the host, chunks are copied
+        assert agreement(hosted.labels.cpu(), cpu.labels) >= 0.999, kw
+    free = solve_labels(features=feats.cuda(), weights=weights.cuda())
+    warm = solve_labels(logits.cuda(), warm_start=free.duals)
+    assert agreement(free.labels.cpu(), cpu.labels) >= 0.999 and warm.converged.all()
 
 
 # ---------------------------------------------------------------------------------------------------------------

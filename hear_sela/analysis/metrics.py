@@ -17,7 +17,9 @@ Multi-label references (FSD50K: a set of tags per clip), `Y` a multi-hot (N, L) 
   its cluster's majority tag is among its tags. Reduces to purity for single-label data.
 - `overlapping_nmi`: the standard NMI for covers, NMI_max of McDaid, Greene & Hurley (2011, arXiv:1110.2515),
   with the clusters as a partition and each tag as the set of clips carrying it (the form the `onmi` tool
-  computes). 1 for identical covers, about 0 for independent ones, symmetric.
+  computes). 1 for identical covers, about 0 for independent ones, symmetric. Its admissibility rule rejects a
+  small pure cluster inside a much larger class, so it falls to about 0 when K is well above the number of classes
+  (SeLa's usual over-clustering); it is informative at K near the number of classes.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def _device(name: str) -> torch.device:
 
 
 def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,
-                           relabel: bool = False, compare: dict[str, str] | None = None, batch_size: int = 64,
+                           relabel: bool = False, compare: dict[str, str] | None = None, batch_size: int = 256,
                            device: str = "auto", cache: Any = None) -> AnalysisInputs:
     """Everything `analyze` needs from a SeLa training checkpoint and its (or other) data.
 

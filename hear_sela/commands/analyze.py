@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="label with the heads' argmax even where the checkpoint's label store applies")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
                    help="also run k-means on another checkpoint's encoder embeddings (e.g. byola=runs/byol/x.pt)")
-    p.add_argument("--batch-size", type=int, default=64, help="segments per encoder forward pass")
+    p.add_argument("--batch-size", type=int, default=256, help="segments per encoder forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0, help="k-means, random baseline and 2-D map seed")
 

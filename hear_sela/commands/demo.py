@@ -1,5 +1,5 @@
-"""hear-sela demo [--out runs/demo] [--quick]: the project's main job on the embedded corpus, about 10 minutes on a
-2-core CPU (--quick: about 3).
+"""hear-sela demo [--out runs/demo] [--quick]: the project's main job on the embedded corpus (target: about 10 minutes
+on an idle 2-core CPU, nearly all of it in the two trainings of recipes/demo.yaml; --quick: a smoke run).
 
 Stages (each recorded in OUT/demo_state.json when it finishes; a rerun skips finished stages, and an interrupted
 training resumes from its last checkpoint):
