@@ -9,7 +9,7 @@ demo: env
 	$(PY) -m hear_sela.cli demo --out runs/demo
 
 test: env
-	$(PY) -m ruff check hear_sela upstream tests benchmarks
+	$(PY) -m ruff check hear_sela upstream tests benchmarks examples
 	$(PY) -m pytest -q
 
 gpu-test: env
