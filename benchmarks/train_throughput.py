@@ -91,7 +91,7 @@ def measure(args: argparse.Namespace, objective_name: str, feats: np.ndarray, de
 
     # model only: augmented crops prepared once, on the device
     idx = torch.randint(0, n, (bs,), device=device)
-    views = augment(torch.from_numpy(np.asarray(feats[:bs])).to(device), gen, objective.views).unsqueeze(2)
+    views = augment(torch.from_numpy(np.array(feats[:bs])).to(device), gen, objective.views).unsqueeze(2)
 
     def model_step(_: int) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
