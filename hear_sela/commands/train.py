@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from hear_sela import distributed as dist
 from hear_sela.config import load_config
@@ -23,8 +24,8 @@ def main(args: argparse.Namespace) -> int:
     from hear_sela.train import train
 
     cfg = load_config(args.recipe, args.overrides)
-    if not dist.is_main() and dist.is_initialized():
-        logging.getLogger().setLevel(logging.WARNING)  # one rank talks
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun one rank talks (the process group starts later)
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         final = train(cfg, resume=args.resume)
     finally:
