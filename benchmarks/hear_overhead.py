@@ -3,7 +3,8 @@
 Raw forward = `encoder(frontend(audio))` under no_grad: the same frontend and encoder with nothing around them. The
 wrapper adds input checks, chunking and batching; on clips shorter than a chunk it should cost next to nothing.
 A second line times a long clip (chunked with overlap vs one pass), where the wrapper trades some recomputation
-for bounded memory.
+for bounded memory. On a shared CPU, wall times drift with other jobs; the CPU-time ratio (this process's CPU
+seconds) is the steadier number there.
 
     python benchmarks/hear_overhead.py [--model CKPT] [--device cpu|cuda] [--clips 32 --seconds 4]
 """
@@ -20,23 +21,19 @@ import torch
 import hear_sela
 
 
-def _time(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
-    """Median seconds per call, after one warm-up call."""
+def _time(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(model, audio: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """(raw seconds, wrapper seconds) per batch."""
+def measure(model, audio: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median wall and CPU seconds per batch, raw forward vs get_scene_embeddings."""
     device = audio.device
 
     def raw() -> torch.Tensor:
@@ -46,12 +43,12 @@ def measure(model, audio: torch.Tensor, repeats: int) -> tuple[float, float]:
     def wrapped() -> torch.Tensor:
         return hear_sela.get_scene_embeddings(audio, model)  # (N, D)
 
-    # interleave the two so drifting machine load affects both alike
-    raw_t, wrap_t = [], []
-    for _ in range(repeats):
-        raw_t.append(_time(raw, device, 1))
-        wrap_t.append(_time(wrapped, device, 1))
-    return statistics.median(raw_t), statistics.median(wrap_t)
+    raw(), wrapped()  # warm-up
+    # interleaved, so drifting machine load affects both alike
+    runs = [(_time(raw, device), _time(wrapped, device)) for _ in range(repeats)]
+    med = statistics.median
+    return {"raw_wall": med(r[0][0] for r in runs), "wrap_wall": med(r[1][0] for r in runs),
+            "raw_cpu": med(r[0][1] for r in runs), "wrap_cpu": med(r[1][1] for r in runs)}
 
 
 def main() -> None:
@@ -74,11 +71,11 @@ def main() -> None:
     cases = [(args.clips, args.seconds)] + ([(1, args.long_seconds)] if args.long_seconds > 0 else [])
     for n, seconds in cases:
         audio = (torch.rand(n, round(seconds * model.sample_rate), generator=g) * 2 - 1).to(device)  # (N, S)
-        raw, wrapped = measure(model, audio, args.repeats)
+        t = measure(model, audio, args.repeats)
         total = n * seconds
-        print(f"{n:3d} x {seconds:6.1f} s: raw {total / raw:8.1f} audio-s/s, get_scene_embeddings "
-              f"{total / wrapped:8.1f} audio-s/s, ratio {raw / wrapped:.3f}")
-
+        cpu = f", CPU-time ratio {t['raw_cpu'] / t['wrap_cpu']:.3f}" if device.type == "cpu" else ""
+        print(f"{n:3d} x {seconds:6.1f} s: raw {total / t['raw_wall']:8.1f} audio-s/s, get_scene_embeddings "
+              f"{total / t['wrap_wall']:8.1f} audio-s/s, ratio {t['raw_wall'] / t['wrap_wall']:.3f}{cpu}")
 
 if __name__ == "__main__":
     main()

@@ -220,7 +220,7 @@ def _clip_groups(wav: torch.Tensor, model: HearSelaModel) -> list[torch.Tensor]:
 
 
 def _log_mel(model: HearSelaModel, wav: torch.Tensor) -> torch.Tensor:
-    """(n, S) -> (n, F, T) normalised log-mel, T = S // hop + 1, computed in chunks of audio.
+    """(n, S) -> (n, F, T) normalised log-mel, T = S // hop + 1, computed in chunks of `batch_seconds` of audio.
 
     Each chunk carries ceil(n_fft / 2 / hop) hops of real audio on both sides, so every kept frame sees the same
     samples (and the same reflect padding at the clip's ends) as one STFT over the whole clip.
@@ -229,7 +229,7 @@ def _log_mel(model: HearSelaModel, wav: torch.Tensor) -> torch.Tensor:
     hop, n_fft = front.hop_length, front.cfg.n_fft
     num_samples = wav.shape[1]
     total = front.num_frames(num_samples)
-    chunk = model.chunk_frames
+    chunk = max(model.chunk_frames, model.batch_frames)  # the STFT of one batch's worth of audio at a time
     if total <= 2 * chunk:
         return front(wav)[..., :total]  # short clips: one pass (LogMel pads clips under half a window)
     pad = math.ceil(n_fft / 2 / hop) * hop

@@ -15,20 +15,13 @@ import pytest
 import torch
 
 import hear_sela
-from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
-from hear_sela.config import config_from_dict
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = config_from_dict({"model": {"encoder": "audiontt"}})
-    cfg.frontend.norm_mean, cfg.frontend.norm_std = -7.0, 4.0
-    path = tmp_path_factory.mktemp("bad") / "m.pt"
-    save_checkpoint(path, encoder_checkpoint_state(cfg, build_encoder(cfg)))
-    return hear_sela.load_model(str(path))
+def model():
+    return hear_sela.load_model()  # the embedded default weights
 
 
 def _both(audio, model):

@@ -20,10 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from hear_sela import distributed as dist
     from hear_sela.label_update import relabel_checkpoint, write_labels_csv
 
-    store, cache = relabel_checkpoint(args.checkpoint, cache_dir=args.cache, device=args.device,
-                                      solve=not args.stored)
-    out = write_labels_csv(Path(args.out), store, cache)
+    try:
+        store, cache = relabel_checkpoint(args.checkpoint, cache_dir=args.cache, device=args.device,
+                                          solve=not args.stored)
+        out = write_labels_csv(Path(args.out), store, cache)
+    finally:
+        dist.shutdown()
     log.info("wrote %s: %d segments x %d heads", out, store.labels.shape[1], store.labels.shape[0])
     return 0
