@@ -57,6 +57,10 @@ def test_analyze_single_label(tmp_path):
     clips = pd.read_csv(tmp_path / "clip_labels.csv")
     assert list(clips.columns) == ["clip_id", "head", "label", "confidence", "segments"]
     assert len(clips) == 60 and (clips["segments"] == 2).all()
+    # the Parquet copies (pyarrow comes with the `analysis` extra) hold the same tables with typed columns
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "labels.parquet"), seg, check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "clip_labels.parquet"), clips, check_exact=False,
+                                  rtol=1e-5)
 
     report = (tmp_path / "report.md").read_text()
     for name in ("heatmap.png", "cluster_sizes.png", "embedding_map.png"):

@@ -127,7 +127,8 @@ def score_table(methods: Mapping[str, np.ndarray], label_sets: Sequence[tuple[st
 
 def export_labels(inputs: AnalysisInputs, clip_lab: np.ndarray, clip_conf: np.ndarray, out_dir: Path
                   ) -> dict[str, Path]:
-    """labels.csv (every segment and head) and clip_labels.csv (clip-level votes); .parquet too with pyarrow.
+    """labels.csv (every segment and head) and clip_labels.csv (clip-level votes); the same as .parquet with pyarrow
+    (the `analysis` extra).
 
     labels.csv columns: clip_id, segment (index of the segment within its clip, in time order), start_s (seconds),
     head, label, confidence. clip_labels.csv: clip_id, head, label, confidence, segments (the clip's count).
@@ -159,7 +160,9 @@ def export_labels(inputs: AnalysisInputs, clip_lab: np.ndarray, clip_conf: np.nd
         log.info("pyarrow not installed: CSV exports only")
     else:
         files["labels_parquet"] = out_dir / "labels.parquet"
+        files["clip_labels_parquet"] = out_dir / "clip_labels.parquet"
         seg.to_parquet(files["labels_parquet"], index=False)
+        clips.to_parquet(files["clip_labels_parquet"], index=False)
     return files
 
 
@@ -237,7 +240,8 @@ def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clu
         "tag_mi: the audio SeLa code's MI between one-hot clusters and multi-hot tags over log2(K). "
         "ml_purity: a clip is correct if its cluster's majority label is among its labels. onmi: overlapping NMI "
         "(McDaid et al. 2011, NMI_max). Baselines: k-means with the same K on the named clip features, and a "
-        "random labeling with the report head's cluster sizes. Docs: docs/readme_parts/analysis.md.", ""]
+        "random labeling with the report head's cluster sizes. Docs: hear_sela's README, section 'The demo, analysis "
+        "and evaluation'.", ""]
     for ref, part in table.groupby("reference", sort=False):
         cols = [c for c in part.columns if c != "reference" and part[c].notna().any()]
         lines += [f"### Reference: {ref}", "", markdown_table(part[cols].reset_index(drop=True)), ""]

@@ -1,1 +1,1 @@
-"""s3prl upstream for hear_sela (expert.py, hubconf.py); see docs/readme_parts/s3prl.md."""
+"""s3prl upstream for hear_sela (expert.py, hubconf.py); see README.md, "s3prl upstream"."""
