@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_sela.config import ByolConfig
+from hear_sela.objective import Objective
 
 
 def mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
@@ -63,7 +64,7 @@ class ByolTarget(nn.Module):
         torch._foreach_lerp_(mine, theirs, 1.0 - decay)
 
 
-class ByolObjective:
+class ByolObjective(Objective):
     """BYOL-A for the training loop: `net` (online) is optimised, `after_step` moves the EMA target."""
 
     name = "byol"
@@ -71,27 +72,12 @@ class ByolObjective:
 
     def __init__(self, cfg: ByolConfig, encoder: nn.Module, device: torch.device | str = "cpu"):
         self.cfg = cfg
-        self.net = ByolNet(encoder, cfg).to(device)
+        super().__init__(ByolNet(encoder, cfg).to(device))
         self.target = ByolTarget(self.net).to(device)
-        self.runner: nn.Module = self.net  # train.py swaps in the DDP wrapper
-        self.memory_format = torch.contiguous_format
-
-    @property
-    def encoder(self) -> nn.Module:
-        return self.net.encoder
-
-    def train(self, mode: bool = True) -> None:
-        self.net.train(mode)
-        self.target.train(mode)  # byol-pytorch runs the target in train mode too (batch statistics)
 
     def modules(self) -> list[nn.Module]:
-        """Every module with state (for buffer synchronisation across ranks)."""
+        # the target too: byol-pytorch runs it in train mode (batch statistics) and it follows memory format
         return [self.net, self.target]
-
-    def to_channels_last(self) -> None:
-        self.net.to(memory_format=torch.channels_last)
-        self.target.to(memory_format=torch.channels_last)
-        self.memory_format = torch.channels_last
 
     def loss(self, indices: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """indices (B,) (unused), views (2, B, 1, F, T) -> scalar loss."""

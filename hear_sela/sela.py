@@ -17,6 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from hear_sela.config import SelaConfig
+from hear_sela.objective import Objective
 
 
 class MultiHead(nn.Module):
@@ -117,7 +118,7 @@ def _to(obj: Any, device: torch.device | str) -> Any:
     return obj
 
 
-class SelaObjective:
+class SelaObjective(Objective):
     """SeLa for the training loop: `net` (encoder + heads) is optimised; `loss(batch)` reads the label store."""
 
     name = "sela"
@@ -127,25 +128,8 @@ class SelaObjective:
                  device: torch.device | str = "cpu"):
         self.cfg = cfg
         heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout)
-        self.net = SelaNet(encoder, heads).to(device)
+        super().__init__(SelaNet(encoder, heads).to(device))
         self.store = LabelStore.initial(cfg.heads, n_segments, cfg.clusters, seed, device)
-        self.runner: nn.Module = self.net  # what `loss` calls: train.py swaps in the DDP wrapper
-        self.memory_format = torch.contiguous_format
-
-    @property
-    def encoder(self) -> nn.Module:
-        return self.net.encoder
-
-    def train(self, mode: bool = True) -> None:
-        self.net.train(mode)
-
-    def modules(self) -> list[nn.Module]:
-        """Every module with state (for buffer synchronisation across ranks)."""
-        return [self.net]
-
-    def to_channels_last(self) -> None:
-        self.net.to(memory_format=torch.channels_last)
-        self.memory_format = torch.channels_last
 
     def loss(self, indices: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """indices (B,) int64 into the store, views (1, B, 1, F, T) -> scalar loss."""

@@ -7,6 +7,8 @@ Session-scoped (built once per pytest run, in a temporary folder; treat as read-
     tiny_cache    FeatureCache of tiny_corpus with the default (BYOL-A) frontend, 1.0 s segments, 1.0 s hop,
                   0.5 s minimum: 2 segments per clip, features (34, 64, 101) float16, un-normalised log-mel;
                   `tiny_cache.frontend` carries the cache's mean/std.
+    resnet18_checkpoint  path (str) of a training checkpoint of a freshly initialised timm resnet18 encoder with the
+                  `sela_audio` frontend preset: the second encoder family, for tests that load "a given checkpoint".
 Function-scoped:
     tiny_config   a fresh Config describing exactly tiny_corpus + tiny_cache (data.source=synth, data.root and
                   data.cache_dir pointing at them, the same segment settings, num_workers=0) with
@@ -67,6 +69,16 @@ def tiny_cache(tiny_corpus, tmp_path_factory):
     base = tmp_path_factory.mktemp("tiny_cache")
     cfg = config_from_dict(_tiny_config_dict(tiny_corpus, base / "cache", base / "run"))
     return prepare_cache(cfg, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def resnet18_checkpoint(tmp_path_factory) -> str:
+    from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
+
+    cfg = config_from_dict({"model": {"encoder": "resnet18"}, "frontend": {"preset": "sela_audio"}})
+    path = tmp_path_factory.mktemp("resnet18") / "resnet18.pt"
+    save_checkpoint(path, encoder_checkpoint_state(cfg, build_encoder(cfg)))
+    return str(path)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from hear_sela import heareval_compat
-from hear_sela.checkpoint import CheckpointError, build_encoder, encoder_checkpoint_state, save_checkpoint
-from hear_sela.config import config_from_dict
+from hear_sela.checkpoint import CheckpointError
 
 needs_tf_and_triton = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("triton") is None,
@@ -27,24 +26,16 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
                           env=full_env, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def resnet_ckpt(tmp_path_factory) -> str:
-    cfg = config_from_dict({"model": {"encoder": "resnet18"}, "frontend": {"preset": "sela_audio"}})
-    path = tmp_path_factory.mktemp("compat") / "resnet18.pt"
-    save_checkpoint(path, encoder_checkpoint_state(cfg, build_encoder(cfg)))
-    return str(path)
-
-
 # ---------------------------------------------------------------- 1. triton after tensorflow
 
 
 @needs_tf_and_triton
-def test_heareval_import_order_works(resnet_ckpt):
+def test_heareval_import_order_works(resnet18_checkpoint):
     """heareval's order: tensorflow, torch, then our module, whose encoders import timm -> torch._dynamo -> triton."""
     proc = _python(f"""
         import tensorflow, torch
         import hear_sela
-        model = hear_sela.load_model({resnet_ckpt!r})
+        model = hear_sela.load_model({resnet18_checkpoint!r})
         import timm, torch._dynamo  # what crashed
         print(hear_sela.get_scene_embeddings(torch.zeros(1, 16000), model).shape)
     """)

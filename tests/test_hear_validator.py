@@ -16,9 +16,6 @@ import sys
 import pytest
 import torch
 
-from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
-from hear_sela.config import config_from_dict
-
 HEAR_RATES = (16000, 22050, 32000, 44100, 48000)
 
 
@@ -54,20 +51,12 @@ def validate(module_name: str, model_file_path: str = "") -> None:
         assert emb.dtype == torch.float32 and emb.shape == (n, model.scene_embedding_size)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    cfg = config_from_dict({"model": {"encoder": "resnet18"}, "frontend": {"preset": "sela_audio"}})
-    path = tmp_path_factory.mktemp("validator") / "resnet18.pt"
-    save_checkpoint(path, encoder_checkpoint_state(cfg, build_encoder(cfg)))
-    return str(path)
-
-
 def test_replica_passes_with_default_weights():
     validate("hear_sela")
 
 
-def test_replica_passes_with_a_checkpoint(checkpoint):
-    validate("hear_sela", checkpoint)
+def test_replica_passes_with_a_checkpoint(resnet18_checkpoint):
+    validate("hear_sela", resnet18_checkpoint)
 
 
 def test_replica_catches_a_broken_module(monkeypatch):
@@ -82,12 +71,12 @@ def test_replica_catches_a_broken_module(monkeypatch):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("with_checkpoint", [False, True])
-def test_real_hear_validator(checkpoint, with_checkpoint, tmp_path):
+def test_real_hear_validator(resnet18_checkpoint, with_checkpoint, tmp_path):
     """`python -m hearvalidator.validate hear_sela [-m CKPT] -d cpu`, unchanged (it imports tensorflow first)."""
     pytest.importorskip("hearvalidator")
     cmd = [sys.executable, "-m", "hearvalidator.validate", "hear_sela", "-d", "cpu"]
     if with_checkpoint:
-        cmd += ["-m", checkpoint]
+        cmd += ["-m", resnet18_checkpoint]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
