@@ -11,9 +11,7 @@ Everything stored is tensors and plain Python values, so `torch.load(weights_onl
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
+from hear_sela.fileio import atomic_write
 
 CHECKPOINT_FORMAT = "hear_sela.checkpoint"
 EXPORT_FORMAT = "hear_sela.export"
@@ -30,27 +29,6 @@ EXPORT_FORMAT = "hear_sela.export"
 
 class CheckpointError(ValueError):
     """A file is not a hear_sela checkpoint or export, or is damaged."""
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    # mkstemp creates the file 0600; give the result the permissions a plain open() would (0666 less the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

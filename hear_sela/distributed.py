@@ -37,6 +37,19 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """auto | cpu | cuda -> this process's device (cuda: the local rank's GPU). `what` names the setting in errors."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}=cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank())
+    if name != "cpu":
+        raise ValueError(f"{what} must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
 def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
     """Initialise from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT). Returns True when distributed.
 

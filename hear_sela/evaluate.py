@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hear_sela.checkpoint import atomic_write
+from hear_sela.fileio import read_json, write_json
 
 log = logging.getLogger("hear_sela.evaluate")
 
@@ -184,16 +184,12 @@ class TaskState:
 
 
 def _load_state(path: Path) -> dict:
-    if not path.is_file():
-        return {"modules": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: damaged state file ({e}); delete it to start over") from None
+    state = read_json(path, advice="delete it to start over")
+    return {"modules": {}} if state is None else state
 
 
 def _save_state(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+    write_json(path, state, indent=2)
 
 
 # ---------------------------------------------------------------- the loop

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from hear_sela import distributed as dist
@@ -106,13 +105,32 @@ def solver_dtype(cfg: SelaConfig, n_total: int) -> torch.dtype:
     raise ValueError(f"sela.solver_dtype must be auto, float32 or float64, got {cfg.solver_dtype!r}")
 
 
+def nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised mutual information of two labelings (N,) int >= 0, arithmetic normalisation (sklearn's default):
+    MI / mean(H(a), H(b)); 1 when neither splits the data. Contingency counts by bincount, so no sklearn import."""
+    n = len(a)
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    ka, kb = int(a.max(initial=-1)) + 1, int(b.max(initial=-1)) + 1
+    if ka == kb and ka <= 1:
+        return 1.0
+    joint = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb) / n  # (Ka, Kb) joint distribution
+    pa, pb = joint.sum(1), joint.sum(0)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log(joint[nz] / np.outer(pa, pb)[nz])).sum())
+    if mi <= 0.0:
+        return 0.0
+    entropy = (lambda p: float(-(p[p > 0] * np.log(p[p > 0])).sum()))
+    return mi / ((entropy(pa) + entropy(pb)) / 2)
+
+
 def label_change_stats(old: torch.Tensor, new: torch.Tensor, clusters: int) -> dict[str, float]:
-    """Between two labelings (H, N): fraction changed, cluster-size min/max and NMI (sklearn), over heads."""
+    """Between two labelings (H, N): fraction changed, cluster-size min/max and NMI, over heads."""
     old_np, new_np = old.cpu().numpy(), new.cpu().numpy()
     sizes = np.stack([np.bincount(h, minlength=clusters) for h in new_np])  # (H, K)
-    nmi = [normalized_mutual_info_score(a, b) for a, b in zip(old_np, new_np)]
+    nmi_ = [nmi(a, b) for a, b in zip(old_np, new_np)]
     return {"changed": float((old_np != new_np).mean()), "size_min": int(sizes.min()), "size_max": int(sizes.max()),
-            "nmi_prev": float(np.mean(nmi)), "empty_clusters": float((sizes == 0).sum(1).mean())}
+            "nmi_prev": float(np.mean(nmi_)), "empty_clusters": float((sizes == 0).sum(1).mean())}
 
 
 def update_labels(encoder: nn.Module, heads: MultiHead, dataset: SegmentDataset, store: LabelStore, cfg: SelaConfig,
@@ -170,7 +188,6 @@ def relabel_checkpoint(path: str | Path, cache_dir: str | Path | None = None, de
     from hear_sela.config import config_from_dict
     from hear_sela.data.cache import FeatureCache
     from hear_sela.sela import SelaObjective
-    from hear_sela.train import resolve_device
 
     ckpt = load_checkpoint(path)
     if ckpt.get("objective") != "sela":
@@ -184,7 +201,7 @@ def relabel_checkpoint(path: str | Path, cache_dir: str | Path | None = None, de
         raise ValueError(f"{path}: labels for {ckpt['label_store']['labels'].shape[1]} segments, but the cache "
                          f"{cache_dir} holds {len(cache)}")
     dist.init_from_env()
-    dev = resolve_device(device)
+    dev = dist.resolve_device(device, "--device")
     objective = SelaObjective(cfg.sela, build_encoder(cfg), len(cache), cfg.train.seed, dev)
     objective.encoder.load_state_dict(ckpt["encoder"])
     objective.load_state_dict(ckpt)
@@ -203,7 +220,7 @@ def write_labels_csv(out: Path, store: LabelStore, cache: Any) -> Path:
     """One row per (head, segment): clip_id, segment_start (s), head, label, confidence. Rank 0 writes."""
     import pandas as pd
 
-    from hear_sela.checkpoint import atomic_write
+    from hear_sela.fileio import atomic_write
 
     if not dist.is_main():
         return out

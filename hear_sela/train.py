@@ -31,7 +31,7 @@ from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
 from hear_sela.checkpoint import build_encoder, restore_rng
 from hear_sela.config import Config, config_to_dict
-from hear_sela.label_update import update_labels  # imported here, not lazily: sklearn draws from Python's RNG
+from hear_sela.label_update import update_labels
 from hear_sela.optim import build_optimizer, build_scheduler
 from hear_sela.schedules import label_update_steps
 from hear_sela.train_checkpoint import find_resume, load_state, save_state, sync_buffers
@@ -54,18 +54,6 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device=cuda but no CUDA device is available")
-        return torch.device("cuda", dist.local_rank())
-    if name != "cpu":
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
 
 
 def build_objective(cfg: Config, n_segments: int, device: torch.device):
@@ -163,7 +151,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     """Train `cfg` to the end (or continue a checkpoint); returns the final checkpoint's path."""
     # ---- process group, device, output
     dist.init_from_env()
-    device = resolve_device(cfg.train.device)
+    device = dist.resolve_device(cfg.train.device)
     tc = cfg.train
     out_dir = Path(tc.out_dir)
     if dist.is_main():

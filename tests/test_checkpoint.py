@@ -12,7 +12,6 @@ import torch
 
 from hear_sela.checkpoint import (
     CheckpointError,
-    atomic_write,
     build_encoder,
     capture_rng,
     encoder_checkpoint_state,
@@ -23,6 +22,7 @@ from hear_sela.checkpoint import (
     save_checkpoint,
 )
 from hear_sela.config import config_from_dict
+from hear_sela.fileio import atomic_write
 
 
 class _Evil:

@@ -18,6 +18,7 @@ from torch import nn
 
 from hear_sela.analysis.core import AnalysisInputs
 from hear_sela.config import Config, load_yaml
+from hear_sela.distributed import resolve_device
 
 log = logging.getLogger("hear_sela.analysis")
 
@@ -171,10 +172,6 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
 def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,
                            relabel: bool = False, compare: dict[str, str] | None = None, batch_size: int = 256,
                            device: str = "auto", cache: Any = None) -> AnalysisInputs:
@@ -200,7 +197,7 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
         from hear_sela.data import prepare_cache
 
         cache = prepare_cache(cfg_data)
-    dev = _device(device)
+    dev = resolve_device(device, "--device")
     features = cache.features  # (S, F, T) un-normalised log-mel
     norm = (cfg.frontend.norm_mean, cfg.frontend.norm_std)
     bundle = load_encoder_bundle(checkpoint)

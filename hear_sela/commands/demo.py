@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from hear_sela.fileio import read_json, write_json
+
 log = logging.getLogger("hear_sela.demo")
 
 STAGES = ("data", "train_sela", "train_byol", "analyze", "hear_tasks", "export", "evaluate")
@@ -57,7 +59,7 @@ class DemoState:
 
     def __init__(self, out: Path, settings: dict):
         self.path = out / "demo_state.json"
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"settings": settings, "stages": {}}
+        self.data = read_json(self.path) or {"settings": settings, "stages": {}}
         if self.data["settings"] != settings:
             raise SystemExit(f"{out} holds a demo run made with other settings ({self.data['settings']}); "
                              f"use another --out or delete {self.path}")
@@ -69,10 +71,8 @@ class DemoState:
         return self.data["stages"][stage]
 
     def finish(self, stage: str, seconds: float, **outputs: object) -> None:
-        from hear_sela.checkpoint import atomic_write
-
         self.data["stages"][stage] = {"seconds": round(seconds, 1), **outputs}
-        atomic_write(self.path, lambda tmp: Path(tmp).write_text(json.dumps(self.data, indent=2)))
+        write_json(self.path, self.data, indent=2)
 
 
 def _overrides(out: Path, args: argparse.Namespace) -> list[str]:

@@ -81,11 +81,8 @@ def prepare_cache(cfg: Config, device: str | torch.device | None = None, progres
     """
     from hear_sela import distributed as dist
 
-    if device is None:
-        want = cfg.train.device
-        device = "cuda" if want in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-        if dist.is_initialized() and device == "cuda":
-            device = f"cuda:{dist.local_rank()}"
+    if device is None:  # the training device where there is one; a CUDA run's data read on a CPU machine
+        device = dist.resolve_device("auto" if cfg.train.device == "cuda" else cfg.train.device)
     cache_dir = cache_dir_of(cfg)
     d = cfg.data
     if dist.is_initialized() and not dist.is_main():

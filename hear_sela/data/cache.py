@@ -56,10 +56,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from hear_sela.checkpoint import atomic_write
 from hear_sela.config import FrontendConfig
 from hear_sela.data.audio import AudioError, load_audio
 from hear_sela.data.records import ClipRecord
+from hear_sela.fileio import read_json, write_json
 from hear_sela.frontend import LogMel
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class FeatureCache:
     def open(cls, cache_dir: str | Path) -> FeatureCache:
         """Open a complete cache (read-only memmap). Raises CacheError if it is absent, incomplete or damaged."""
         root = Path(cache_dir)
-        manifest = _read_json(root / MANIFEST)
+        manifest = _read(root / MANIFEST)
         if manifest is None:
             hint = " (an interrupted build is there: rerun `hear-sela prepare` to resume it)" \
                 if (root / PROGRESS).is_file() else ""
@@ -228,17 +228,8 @@ def _identity(x):
     return x
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CacheError(f"{path}: damaged JSON ({e}); delete the cache directory and prepare again") from None
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
+def _read(path: Path) -> dict[str, Any] | None:
+    return read_json(path, CacheError, "delete the cache directory and prepare again")
 
 
 def _frontend_key(cfg: FrontendConfig) -> dict[str, Any]:
@@ -334,8 +325,8 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
     ident = _identity_parts(records, frontend_cfg, seg_meta, source_id)
 
     with _build_lock(root):
-        manifest = _read_json(root / MANIFEST)
-        state = manifest if manifest is not None else _read_json(root / PROGRESS)
+        manifest = _read(root / MANIFEST)
+        state = manifest if manifest is not None else _read(root / PROGRESS)
         if state is not None and state.get("fingerprint") != ident["fingerprint"]:
             what = "feature cache" if manifest is not None else "interrupted cache build"
             msg = f"stale {what} in {root}: {_differences(state, ident)}"
@@ -361,7 +352,7 @@ def _open_complete(root: Path, manifest: dict[str, Any], records: list[ClipRecor
     if any(c["labels"] != labels[c["clip_id"]] for c in manifest["clips"]):
         for c in manifest["clips"]:
             c["labels"] = labels[c["clip_id"]]
-        _write_json(root / MANIFEST, manifest)
+        write_json(root / MANIFEST, manifest)
         log.info("%s: reference labels changed; manifest updated (features unchanged)", root)
     cache = FeatureCache.open(root)
     log.info("feature cache: %s", cache.summary())
@@ -406,7 +397,7 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
                 _write_chunk(chunk, records, lm, spec, state, f_feat, f_log, batch_size, device, n_frames)
                 state["build_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _write_json(root / PROGRESS, state)
+                write_json(root / PROGRESS, state)
                 chunk = []
                 bar.set_postfix(segments=state["segments_done"])
     bar.close()
@@ -491,7 +482,7 @@ def _finalise(root: Path, records: list[ClipRecord], frontend: FrontendConfig, s
         "audio_seconds": sum(c["samples"] for c in clips) / sr, "build_seconds": state["build_seconds"],
         "clips": clips, "bad_files": bad, "too_short": short,
     }
-    _write_json(root / MANIFEST, manifest)
+    write_json(root / MANIFEST, manifest)
     for name in (PROGRESS, CLIP_LOG):
         (root / name).unlink(missing_ok=True)
     if bad:

@@ -1,0 +1,47 @@
+"""The ground floor: atomic file writes and JSON helpers every layer may use (imports nothing of hear_sela)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
+    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    # mkstemp creates the file 0600; give the result the permissions a plain open() would (0666 less the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
+    """Atomically write `obj` as JSON."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=indent)))
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError, advice: str = "") -> Any:
+    """The JSON in `path`, or None when there is no such file; damaged JSON raises `error` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: damaged JSON ({e}){'; ' + advice if advice else ''}") from None
