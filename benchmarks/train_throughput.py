@@ -3,9 +3,11 @@ update's share of an epoch under the 25-update schedule. Synthetic data, written
 cache so the pipeline reads what training reads.
 
 Measured (clips/s, after warm-up, device synchronised):
-  model-only    a fixed on-device batch of crops: forward, backward, optimiser step (+ EMA for BYOL-A)
-  pipeline      the training step as train.py runs it: memmap read by a DataLoader (workers, pinned memory),
-                host-to-device copy, per-sample augmentation on the device, forward/backward/step
+  model-only    a fixed on-device batch of crops through the loop's `optimiser_step` (forward, backward,
+                clipping, optimiser and scheduler step, + EMA for BYOL-A)
+  pipeline      the loop's own training step (training.loop.train_step): memmap read by a DataLoader
+                (workers, pinned memory), host-to-device copy, per-sample augmentation on the device,
+                forward/backward/step
   data only     the same without the model (read + copy + augmentation)
   label update  forward over every segment (full length, eval) + Sinkhorn solve, seconds
 and printed as ratios: pipeline / model-only per objective, and the label update's share of the wall time of a
@@ -27,17 +29,21 @@ import torch
 
 from hear_sela.augment import build_augment
 from hear_sela.config import Config, config_from_dict
-from hear_sela.label_update import update_labels
-from hear_sela.optim import build_optimizer, build_scheduler
-from hear_sela.schedules import label_update_steps
-from hear_sela.train import build_objective, train_step
-from hear_sela.train_data import EpochBatches, SegmentDataset, make_loader
+from hear_sela.data.segments import SegmentDataset, make_loader
+from hear_sela.objectives.base import RunContext
+from hear_sela.objectives.sela import label_update_steps
+from hear_sela.training.data import EpochBatches
+from hear_sela.training.loop import optimiser_step, train_step
+from hear_sela.training.optim import build_optimizer, build_scheduler
+from hear_sela.training.state import build_objective
 
 
 def bench_config(args: argparse.Namespace, objective: str) -> Config:
     return config_from_dict({
+        "frontend": {"norm_mean": -5.0, "norm_std": 2.0},  # the synthetic cache's statistics
         "model": {"encoder": args.encoder},
-        "sela": {"heads": args.heads, "clusters": args.clusters},
+        "sela": {"heads": args.heads, "clusters": args.clusters, "update_batch_size": args.update_batch_size},
+        "data": {"num_workers": args.workers},
         "train": {"objective": objective, "batch_size": args.batch_size, "amp": args.amp,
                   "channels_last": args.channels_last},
     }, source="benchmarks/train_throughput.py")
@@ -75,7 +81,7 @@ def setup(cfg: Config, n: int, device: torch.device):
     if cfg.train.channels_last and device.type == "cuda":
         objective.to_channels_last()
     objective.train(True)
-    augment = build_augment(cfg.augment, -5.0, 2.0).to(device)
+    augment = build_augment(cfg.augment, cfg.frontend).to(device)
     opt = build_optimizer(cfg.optim, objective.net.parameters())
     sched = build_scheduler(opt, cfg.optim, 1000, 1000)
     return objective, augment, opt, sched
@@ -94,13 +100,7 @@ def measure(args: argparse.Namespace, objective_name: str, feats: np.ndarray, de
     views = augment(torch.from_numpy(np.array(feats[:bs])).to(device), gen, objective.views).unsqueeze(2)
 
     def model_step(_: int) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = objective.loss(idx, views)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(objective.net.parameters(), cfg.optim.clip_grad)
-        opt.step()
-        objective.after_step()
+        optimiser_step(objective, opt, sched, idx, views, device, amp, cfg.optim.clip_grad)
 
     out["model"] = bs / timed(model_step, args.steps, args.warmup, device)
 
@@ -130,9 +130,8 @@ def measure(args: argparse.Namespace, objective_name: str, feats: np.ndarray, de
     if objective_name == "sela":  # one label update over every segment (forward + solve)
         sync(device)
         t0 = time.perf_counter()
-        stats = update_labels(objective.encoder, objective.net.heads, SegmentDataset(feats), objective.store,
-                              cfg.sela, (-5.0, 2.0), device, args.update_batch_size, amp,
-                              cfg.train.channels_last and device.type == "cuda", args.workers)
+        stats = objective.update_labels(RunContext(cfg=cfg, device=device, features=feats, amp=amp,
+                                                   channels_last=cfg.train.channels_last and device.type == "cuda"))
         sync(device)
         out["update_s"] = time.perf_counter() - t0
         out["solve_s"] = stats["solver_seconds"]

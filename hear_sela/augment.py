@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hear_sela.config import AugmentConfig
+from hear_sela.config import AugmentConfig, FrontendConfig
+from hear_sela.frontend import normalize
 
 LOG_EPS = torch.finfo(torch.float32).eps  # BYOL-A's log-mixup-exp epsilon
 
@@ -200,19 +201,11 @@ class Augment(nn.Module):
     """The whole chain. `prepare` (crop, gain, normalise) runs once per clip; `view` once per view, so BYOL-A's two
     views share a crop, as in BYOL-A. `forward(x, gen, views)` does both plus the post-norm."""
 
-    def __init__(self, cfg: AugmentConfig, norm_mean: float | None = None, norm_std: float | None = None):
+    def __init__(self, cfg: AugmentConfig, frontend: FrontendConfig | None = None):
         super().__init__()
         self.cfg = cfg
-        self.norm_mean, self.norm_std = norm_mean, norm_std
+        self.frontend = frontend or FrontendConfig()  # its statistics normalise the crops (none set: identity)
         self.mixup = MixupMemory(cfg.mixup_ratio, cfg.mixup_memory) if cfg.mixup else None
-
-    def set_stats(self, mean: float | None, std: float | None) -> None:
-        self.norm_mean, self.norm_std = mean, std
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm_mean is None or self.norm_std is None:
-            return x
-        return (x - self.norm_mean) / self.norm_std
 
     def prepare(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Raw cached log-mel (B, F, T_seg) -> normalised crop (B, F, crop_frames), float32."""
@@ -220,7 +213,7 @@ class Augment(nn.Module):
         x = random_crop(x.float(), cfg.crop_frames, gen) if cfg.crop_frames > 0 else x.float()
         if cfg.random_gain:
             x = random_gain(x, cfg.gain_range, gen)
-        return self.normalize(x)
+        return normalize(x, self.frontend)
 
     def view(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One augmented view of a prepared batch: (B, F, T) -> (B, F, T)."""
@@ -242,13 +235,8 @@ class Augment(nn.Module):
         out = torch.stack([self.view(base, gen) for _ in range(views)])  # (V, B, F, T)
         return normalize_batch(out) if self.cfg.post_norm else out
 
-    @torch.no_grad()
-    def plain(self, x: torch.Tensor) -> torch.Tensor:
-        """No augmentation, full segment, normalised (the label update's input): (B, F, T) -> (B, F, T)."""
-        return self.normalize(x.float())
 
-
-def build_augment(cfg: AugmentConfig, norm_mean: float | None = None, norm_std: float | None = None) -> Augment:
+def build_augment(cfg: AugmentConfig, frontend: FrontendConfig | None = None) -> Augment:
     """The augmentation module a config describes; its state_dict carries the mixup memory."""
     for name in ("rrc_virtual_scale", "rrc_freq_scale", "rrc_time_scale", "gain_range"):
         low, high = getattr(cfg, name)
@@ -258,4 +246,4 @@ def build_augment(cfg: AugmentConfig, norm_mean: float | None = None, norm_std: 
         raise ValueError(f"augment.mixup_ratio={cfg.mixup_ratio} must lie in [0, 1]")
     if cfg.mixup_memory < 0:
         raise ValueError(f"augment.mixup_memory={cfg.mixup_memory} must be >= 0 (0 = mix with the flipped batch)")
-    return Augment(cfg, norm_mean, norm_std)
+    return Augment(cfg, frontend)

@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes, safe loads (weights_only / safetensors), and the encoder bundle every consumer loads.
+"""Checkpoint files: the container format (marker, safe loads: weights_only / safetensors), the encoder part every
+file carries, encoder-only export, and the encoder bundle inference loads. What else a training checkpoint holds
+is `training.state`'s business (the one owner of the training layout).
 
 Two on-disk forms:
 - training checkpoint (`*.pt`): {"format": "hear_sela.checkpoint", "config": dict, "encoder": state_dict, ...
@@ -11,16 +13,15 @@ Everything stored is tensors and plain Python values, so `torch.load(weights_onl
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
+from hear_sela.encoders import build_encoder
 from hear_sela.fileio import atomic_write
 
 CHECKPOINT_FORMAT = "hear_sela.checkpoint"
@@ -58,34 +59,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return obj
 
 
-# ---------------------------------------------------------------- RNG state as plain values
-
-
-def capture_rng() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as tensors / plain values (weights_only-loadable)."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    internal, version, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_s = state["numpy"]
-    np.random.set_state(("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"],
-                         np_s["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # ---------------------------------------------------------------- encoder bundle (export + loading)
 
 
@@ -97,16 +70,6 @@ class EncoderBundle:
     config: Config
     source: str
     objective: str
-
-
-def build_encoder(cfg: Config) -> nn.Module:
-    """The encoder a config describes (random weights); the frontend's mel count is passed where it matters."""
-    from hear_sela.encoders import create_encoder
-
-    kwargs = dict(cfg.model.encoder_kwargs)
-    if cfg.model.encoder.startswith("audiontt"):
-        kwargs.setdefault("n_mels", cfg.frontend.n_mels)
-    return create_encoder(cfg.model.encoder, **kwargs)
 
 
 def export_encoder(src: str | Path, out: str | Path, half: bool = False) -> Path:

@@ -273,10 +273,11 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` updated by `update`, nested dicts merged key by key (neither is modified)."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -305,7 +306,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         if preset is not None:
             if preset not in FRONTEND_PRESETS:
                 raise ConfigError(f"frontend.preset: unknown preset {preset!r} (known: {sorted(FRONTEND_PRESETS)})")
-            data["frontend"] = _merge(FRONTEND_PRESETS[preset], data["frontend"])
+            data["frontend"] = merge_dicts(FRONTEND_PRESETS[preset], data["frontend"])
         return _from_dict(Config, data, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -326,7 +327,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: a recipe must be a mapping at top level")
         data, source = loaded, str(path)
     for text in overrides:
-        data = _merge(data, parse_override(text))
+        data = merge_dicts(data, parse_override(text))
         source = f"{source} + overrides"
     return config_from_dict(data, source)
 

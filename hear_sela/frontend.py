@@ -1,7 +1,7 @@
 """Log-mel frontend: the one place where audio parameters turn waveforms into features.
 
-Training (feature cache), the label update, the HEAR module and the s3prl upstream all call `LogMel`, so the
-features seen at inference are computed exactly as during training.
+Training (feature cache), the label update, the HEAR module and the s3prl upstream all call `LogMel` and
+`normalize`, so the features seen at inference are computed and normalised exactly as during training.
 Legend: B batch, S samples, F mel bins, T frames.
 """
 
@@ -72,13 +72,19 @@ class LogMel(nn.Module):
 
     def normalize(self, logmel: torch.Tensor) -> torch.Tensor:
         """Apply the stored normalisation stats (identity when none are set)."""
-        if self.cfg.norm_mean is None or self.cfg.norm_std is None:
-            return logmel
-        return (logmel - self.cfg.norm_mean) / self.cfg.norm_std
+        return normalize(logmel, self.cfg)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, S) -> (B, F, T) normalised log-mel."""
         return self.normalize(self.log_mel(wav))
+
+
+def normalize(logmel: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
+    """(..., F, T) un-normalised log-mel -> normalised with `cfg`'s statistics (identity when none are set): the one
+    normalisation of the package (cache segments for training and the label update, waveforms at inference)."""
+    if cfg.norm_mean is None or cfg.norm_std is None:
+        return logmel
+    return (logmel - cfg.norm_mean) / cfg.norm_std
 
 
 def mel_filterbank(cfg: FrontendConfig) -> torch.Tensor:

@@ -73,7 +73,8 @@ def tiny_cache(tiny_corpus, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def resnet18_checkpoint(tmp_path_factory) -> str:
-    from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
+    from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
+    from hear_sela.encoders import build_encoder
 
     cfg = config_from_dict({"model": {"encoder": "resnet18"}, "frontend": {"preset": "sela_audio"}})
     path = tmp_path_factory.mktemp("resnet18") / "resnet18.pt"

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
+from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
 from hear_sela.cli import main as cli
 from hear_sela.config import load_config
 from hear_sela.data import prepare_cache
-from hear_sela.sela import SelaObjective
+from hear_sela.encoders import build_encoder
+from hear_sela.objectives.sela import SelaObjective
 
 
 @pytest.fixture(scope="module")

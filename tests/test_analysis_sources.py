@@ -1,4 +1,4 @@
-"""Analysis inputs: reference CSVs, clip means, fresh labels from heads, finding the label store, --data."""
+"""Analysis inputs: reference CSVs, clip means, fresh labels from heads, segment embeddings, --data."""
 
 import numpy as np
 import pytest
@@ -7,14 +7,14 @@ import torch
 from hear_sela.analysis.sources import (
     clip_mean,
     data_config,
-    find_objective_state,
     head_labels,
     match_labels,
     mean_log_mel,
     read_labels_csv,
     segment_embeddings,
 )
-from hear_sela.config import Config, ConfigError
+from hear_sela.config import Config, ConfigError, FrontendConfig
+from hear_sela.objectives.sela import MultiHead
 
 
 def test_read_labels_csv_fsd50k_schema(tmp_path):
@@ -41,7 +41,11 @@ def test_head_labels_argmax_and_confidence():
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # (S, D)
     weight = torch.tensor([[[2.0, 0.0], [0.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])  # (H=2, K=2, D=2)
     bias = torch.tensor([[0.0, 0.1], [0.0, 1.0]])
-    lab, conf = head_labels(emb, weight, bias, chunk=2)
+    heads = MultiHead(dim=2, heads=2, clusters=2)
+    with torch.no_grad():
+        heads.weight.copy_(weight)
+        heads.bias.copy_(bias)
+    lab, conf = head_labels(emb, heads, chunk=2)
     assert lab.tolist() == [[0, 1, 1], [1, 1, 1]]
     assert conf[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + np.exp(0.1)))
     assert conf[1] == pytest.approx([np.e / (1 + np.e)] * 3)
@@ -53,16 +57,9 @@ def test_segment_embeddings_normalises_like_the_label_update():
             return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], -1)
 
     feats = np.random.default_rng(0).normal(5.0, 2.0, (5, 4, 50)).astype(np.float16)
-    out = segment_embeddings(Probe(), feats, norm_mean=5.0, norm_std=2.0, batch_size=2)
+    out = segment_embeddings(Probe(), feats, FrontendConfig(norm_mean=5.0, norm_std=2.0), 2, torch.device("cpu"))
     assert out.shape == (5, 2)
     assert np.abs(out[:, 0]).max() < 0.5 and np.abs(out[:, 1] - 1).max() < 0.3
-
-
-def test_find_objective_state_nested():
-    store = {"labels": torch.zeros(2, 3), "confidences": torch.ones(2, 3)}
-    ckpt = {"config": {}, "encoder": {}, "objective": {"heads": {"weight": 1}, "label_store": store}}
-    assert find_objective_state(ckpt)["label_store"] is store
-    assert find_objective_state({"config": {}, "objective": {"ema": {}}}) is None
 
 
 def test_data_config(tmp_path):

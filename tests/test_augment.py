@@ -17,7 +17,7 @@ from hear_sela.augment import (
     rrc_params,
     spec_augment,
 )
-from hear_sela.config import AugmentConfig
+from hear_sela.config import AugmentConfig, FrontendConfig
 
 ALL_ON = AugmentConfig(crop_frames=40, rrc=True, linear_fader=True, mixup=True, mixup_memory=8, specaugment=True,
                        time_mask_width=8, freq_mask_width=4, random_gain=True, post_norm=False)
@@ -28,7 +28,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def test_shapes_of_the_whole_chain():
-    aug = build_augment(ALL_ON, norm_mean=-5.0, norm_std=3.0)
+    aug = build_augment(ALL_ON, FrontendConfig(norm_mean=-5.0, norm_std=3.0))
     x = torch.randn(6, 16, 61) * 3 - 5  # (B, F, T_seg) raw log-mel
     for views in (1, 2):
         out = aug(x, gen(), views=views)

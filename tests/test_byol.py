@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hear_sela.byol import ByolObjective, byol_loss
 from hear_sela.config import ByolConfig
 from hear_sela.encoders import create_encoder
+from hear_sela.objectives.byol import ByolObjective, byol_loss
 
 
 def tiny_encoder() -> nn.Module:

@@ -12,17 +12,16 @@ import torch
 
 from hear_sela.checkpoint import (
     CheckpointError,
-    build_encoder,
-    capture_rng,
     encoder_checkpoint_state,
     export_encoder,
     load_checkpoint,
     load_encoder_bundle,
-    restore_rng,
     save_checkpoint,
 )
 from hear_sela.config import config_from_dict
+from hear_sela.encoders import build_encoder
 from hear_sela.fileio import atomic_write
+from hear_sela.training.state import capture_rng, restore_rng
 
 
 class _Evil:

@@ -11,12 +11,12 @@ import hear_sela
 from hear_sela import hear
 from hear_sela.checkpoint import (
     CheckpointError,
-    build_encoder,
     encoder_checkpoint_state,
     export_encoder,
     save_checkpoint,
 )
 from hear_sela.config import config_from_dict
+from hear_sela.encoders import build_encoder
 
 SR = 16000
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import hear_sela
-from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, save_checkpoint
+from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
 from hear_sela.config import config_from_dict
+from hear_sela.encoders import build_encoder
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples" / "fusion_module"
 

@@ -1,10 +1,14 @@
-"""The label update's pure parts: NMI between labelings (numpy, checked against sklearn's definition)."""
+"""The label update: NMI between labelings (numpy, checked against sklearn's definition) and its input
+normalisation."""
+
+import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from hear_sela.label_update import nmi
+from hear_sela.objectives.label_update import nmi
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -20,3 +24,25 @@ def test_nmi_limit_cases_match_sklearn():
     split = np.arange(10) % 2
     for a, b in [(one, one), (one, split), (split, split), (split, 5 + split[::-1])]:
         assert nmi(a, b) == pytest.approx(normalized_mutual_info_score(a, b), abs=1e-12)
+
+
+def _labels_after_one_update(cfg, features):
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.state import build_objective
+
+    objective = build_objective(cfg, len(features), torch.device("cpu"))
+    objective.update_labels(RunContext(cfg=cfg, device=torch.device("cpu"), features=features))
+    return objective.store.labels  # (H, N)
+
+
+def test_label_update_normalises_the_cached_segments_with_the_frontend_statistics(tmp_path):
+    from train_fixtures import tiny_cache, tiny_config
+
+    cache = tiny_cache()
+    cfg = dataclasses.replace(tiny_config(tmp_path), frontend=cache.frontend)  # as the loop runs it
+    mean, std = cache.frontend.norm_mean, cache.frontend.norm_std
+    pre = ((cache.features.astype(np.float32) - mean) / std)  # the same input, normalised beforehand
+    plain = dataclasses.replace(cfg, frontend=dataclasses.replace(cache.frontend, norm_mean=None, norm_std=None))
+    labels = _labels_after_one_update(cfg, cache.features)
+    assert torch.equal(labels, _labels_after_one_update(plain, pre))
+    assert not torch.equal(labels, _labels_after_one_update(plain, cache.features))  # the statistics matter here

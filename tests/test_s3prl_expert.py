@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hear_sela.checkpoint import build_encoder, encoder_checkpoint_state, export_encoder, save_checkpoint
+from hear_sela.checkpoint import encoder_checkpoint_state, export_encoder, save_checkpoint
 from hear_sela.config import Config
+from hear_sela.encoders import build_encoder
 from hear_sela.s3prl_compat import import_hubconf
 
 # clip lengths in samples: very short (< half a frame, one sample), around the rounding edges of 1280 and 5120,

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from hear_sela.config import OptimConfig, SelaConfig
-from hear_sela.schedules import label_update_steps, lr_factor
-from hear_sela.sela import LabelStore, MultiHead, sela_loss
+from hear_sela.objectives.sela import LabelStore, MultiHead, label_update_steps, sela_loss
+from hear_sela.training.schedules import lr_factor
 
 
 def test_multihead_equals_separate_linears_in_eval():

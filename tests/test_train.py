@@ -13,7 +13,7 @@ import torch
 
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError, load_config
-from hear_sela.train import NonFiniteLossError, train
+from hear_sela.training.loop import NonFiniteLossError, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402

@@ -5,6 +5,7 @@ or `python tests/test_train_demo.py OUT_DIR` to print the numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,9 +27,10 @@ def demo_nmi(out_dir: Path, overrides: list[str] = ()) -> dict[str, float]:
     from hear_sela.checkpoint import load_checkpoint
     from hear_sela.config import load_config
     from hear_sela.data import prepare_cache
-    from hear_sela.label_update import shard_embeddings, update_labels
-    from hear_sela.train import build_objective, train
-    from hear_sela.train_data import SegmentDataset
+    from hear_sela.embed import embed_segments
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.loop import train
+    from hear_sela.training.state import build_objective
 
     cfg = load_config(RECIPE, [f"train.out_dir={out_dir}", *overrides])
     cache = prepare_cache(cfg)
@@ -36,10 +38,10 @@ def demo_nmi(out_dir: Path, overrides: list[str] = ()) -> dict[str, float]:
     truth = np.array([classes.index(cache.clips[i].labels[0]) for i in cache.segment_clip])  # (N,)
     # the untrained network exactly as the run starts it (same seed), and its first label update
     untrained = build_objective(cfg, len(cache), torch.device("cpu"))
-    data, norm = SegmentDataset(cache.features), (cache.mean, cache.std)
-    update_labels(untrained.encoder, untrained.net.heads, data, untrained.store, cfg.sela, norm, torch.device("cpu"),
-                  cfg.sela.update_batch_size)
-    emb = shard_embeddings(untrained.encoder, data, norm, cfg.sela.update_batch_size, torch.device("cpu")).numpy()
+    run_cfg = dataclasses.replace(cfg, frontend=cache.frontend)  # as the run: the cache's statistics
+    untrained.update_labels(RunContext(cfg=run_cfg, device=torch.device("cpu"), features=cache.features))
+    emb = embed_segments(untrained.encoder, cache.features, cache.frontend, cfg.sela.update_batch_size,
+                         torch.device("cpu")).numpy()
     final = train(cfg, resume="auto", cache=cache)
     trained = load_checkpoint(final)["label_store"]["labels"].numpy()  # (H, N), solved after the last step
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hear_sela.checkpoint import load_checkpoint
-from hear_sela.train import train
+from hear_sela.training.loop import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402

@@ -12,7 +12,6 @@ from hear_sela import distributed as dist
 from hear_sela.config import Config, FrontendConfig, config_from_dict
 from hear_sela.data.cache import FeatureCache
 from hear_sela.data.records import ClipRecord
-from hear_sela.train_data import SegmentDataset
 
 
 def tiny_cache(n: int = 37, n_mels: int = 16, frames: int = 24, classes: int = 3, seed: int = 0,
@@ -66,7 +65,7 @@ def _main() -> None:
 
     import yaml
 
-    import hear_sela.train as train_mod
+    import hear_sela.training.loop as train_mod
 
     p = argparse.ArgumentParser()
     p.add_argument("out_dir")
@@ -78,7 +77,7 @@ def _main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.kill_at_save is not None:
-        import hear_sela.train_checkpoint as ckpt_mod
+        import hear_sela.training.state as ckpt_mod
 
         original = ckpt_mod.save_checkpoint
 
@@ -115,14 +114,16 @@ def _main() -> None:
 
 def one_label_update(cfg: Config):
     """The first label update of `cfg` on the tiny cache from the seeded initial weights; sharded under torchrun."""
-    from hear_sela.label_update import update_labels
-    from hear_sela.train import build_objective
+    import dataclasses
+
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.state import build_objective
 
     dist.init_from_env()
     cache = tiny_cache()
+    cfg = dataclasses.replace(cfg, frontend=cache.frontend, sela=dataclasses.replace(cfg.sela, update_batch_size=5))
     objective = build_objective(cfg, len(cache), torch.device("cpu"))
-    update_labels(objective.encoder, objective.net.heads, SegmentDataset(cache.features), objective.store, cfg.sela,
-                  (cache.mean, cache.std), torch.device("cpu"), batch_size=5)
+    objective.update_labels(RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features))
     return objective.store
 
 

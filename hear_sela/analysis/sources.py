@@ -17,8 +17,11 @@ import torch
 from torch import nn
 
 from hear_sela.analysis.core import AnalysisInputs
-from hear_sela.config import Config, load_yaml
+from hear_sela.config import Config, FrontendConfig, load_yaml, merge_dicts
 from hear_sela.distributed import resolve_device
+from hear_sela.embed import embed_segments
+from hear_sela.encoders import build_encoder
+from hear_sela.objectives.sela import MultiHead
 
 log = logging.getLogger("hear_sela.analysis")
 
@@ -78,20 +81,10 @@ def iterate_segments(features: np.ndarray, batch_size: int):
         yield torch.from_numpy(np.asarray(features[i:i + batch_size], dtype=np.float32))
 
 
-@torch.no_grad()
-def segment_embeddings(encoder: nn.Module, features: np.ndarray, norm_mean: float | None, norm_std: float | None,
-                       batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
-    """The encoder's clip embedding of every cached segment, as in the label update (eval mode, full segments,
-    no augmentation). features (S, F, T) un-normalised log-mel -> (S, D) float32."""
-    was_training = encoder.training
-    encoder.eval().to(device)
-    out = []
-    for x in iterate_segments(features, batch_size):  # (B, F, T)
-        if norm_mean is not None and norm_std is not None:
-            x = (x - norm_mean) / norm_std
-        out.append(encoder(x.unsqueeze(1).to(device)).float().cpu().numpy())  # (B, D)
-    encoder.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+def segment_embeddings(encoder: nn.Module, features: np.ndarray, frontend: FrontendConfig, batch_size: int,
+                       device: torch.device) -> np.ndarray:
+    """The label update's embedding (`embed.embed_segments`) of every cached segment: (S, F, T) -> (S, D) float32."""
+    return embed_segments(encoder.to(device), features, frontend, batch_size, device).cpu().numpy()
 
 
 def mean_log_mel(features: np.ndarray, frames: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
@@ -109,35 +102,16 @@ def mean_log_mel(features: np.ndarray, frames: np.ndarray | None = None, batch_s
     return np.concatenate(out)
 
 
-def find_objective_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    """The SeLa objective's state inside a training checkpoint: the dict holding "heads" (MultiHead's state dict)
-    and "label_store" ({"labels": (H, N), "confidences": (H, N), ...}), wherever the training loop nested it."""
-    stack = [ckpt]
-    while stack:
-        node = stack.pop()
-        if "label_store" in node and "heads" in node:
-            return node
-        stack.extend(v for v in node.values() if isinstance(v, dict))
-    return None
-
-
 @torch.no_grad()
-def head_labels(embeddings: np.ndarray, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 4096
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh labels from the heads: embeddings (S, D), weight (H, K, D), bias (H, K) ->
-    (labels (H, S) argmax of the logits, confidences (H, S) max of the softmax), in chunks of segments.
+def head_labels(embeddings: np.ndarray, heads: MultiHead, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh labels from the heads: embeddings (S, D) -> (labels (H, S) argmax of the logits, confidences (H, S)
+    max of the softmax).
 
     Plain argmax, not a Sinkhorn solve: on data the heads were not trained on this is their classification; the
     stored labels of the training data are the solver's."""
-    w, b = weight.float(), bias.float()
-    labels, confs = [], []
-    for i in range(0, len(embeddings), chunk):
-        x = torch.from_numpy(np.asarray(embeddings[i:i + chunk], dtype=np.float32))  # (B, D)
-        logits = torch.einsum("bd,hkd->hbk", x, w) + b[:, None, :]  # (H, B, K)
-        conf, lab = torch.softmax(logits, dim=-1).max(dim=-1)  # (H, B)
-        labels.append(lab)
-        confs.append(conf)
-    return torch.cat(labels, 1).numpy().astype(np.int64), torch.cat(confs, 1).numpy().astype(np.float64)
+    logits = heads.logits(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), chunk)  # (H, S, K)
+    conf, lab = torch.softmax(logits, dim=-1).max(dim=-1)  # (H, S)
+    return lab.numpy().astype(np.int64), conf.numpy().astype(np.float64)
 
 
 def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
@@ -152,7 +126,7 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
             if not item.startswith("data."):
                 raise ConfigError(f"--data {item!r}: only data.* keys can be overridden for the analysis")
             patch = parse_override(item)["data"]
-            base["data"] = _merge(base["data"], patch)
+            base["data"] = merge_dicts(base["data"], patch)
         else:
             path = Path(item)
             if not path.is_file():
@@ -160,16 +134,9 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
             recipe = load_yaml(path.read_text()) or {}
             if "data" not in recipe:
                 raise ConfigError(f"{path}: has no data section to analyse")
-            base["data"] = _merge(config_to_dict(Config())["data"], recipe["data"])
+            base["data"] = merge_dicts(config_to_dict(Config())["data"], recipe["data"])
     new = config_from_dict(base, source="checkpoint config + --data")
     return new, config_to_dict(new)["data"] != config_to_dict(cfg)["data"]
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,
@@ -183,15 +150,16 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     `compare` checkpoint's encoder (name -> path). `cache`: an open FeatureCache of the data (default: built or
     opened from the data config, as training does).
     """
-    from hear_sela.checkpoint import build_encoder, load_checkpoint, load_encoder_bundle
-    from hear_sela.config import config_from_dict
+    from hear_sela.checkpoint import load_encoder_bundle
+    from hear_sela.training.state import read_checkpoint
+
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
-    cfg = config_from_dict(ckpt["config"], source=str(checkpoint))
-    state = find_objective_state(ckpt)
-    if state is None:
+    ckpt = read_checkpoint(checkpoint)
+    if ckpt.objective != "sela":
         raise ValueError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
                          "analyse a SeLa checkpoint")
+    cfg = ckpt.config
+    objective = ckpt.build_objective()
     cfg_data, changed = data_config(cfg, data)
     if cache is None:
         from hear_sela.data import prepare_cache
@@ -199,16 +167,14 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
         cache = prepare_cache(cfg_data)
     dev = resolve_device(device, "--device")
     features = cache.features  # (S, F, T) un-normalised log-mel
-    norm = (cfg.frontend.norm_mean, cfg.frontend.norm_std)
-    bundle = load_encoder_bundle(checkpoint)
     log.info("embedding %d segments with the checkpoint's encoder", len(cache))
-    seg_emb = segment_embeddings(bundle.encoder, features, *norm, batch_size, dev)  # (S, D)
-    store = state["label_store"]
+    seg_emb = segment_embeddings(objective.encoder, features, cfg.frontend, batch_size, dev)  # (S, D)
+    store = ckpt.data["label_store"]
     if not relabel and not changed and tuple(store["labels"].shape[1:]) == (len(cache),):
         labels, conf = store["labels"].numpy().astype(np.int64), store["confidences"].numpy().astype(np.float64)
         source = f"{checkpoint} (label store, {int(store.get('updates', 0))} updates)"
     else:
-        labels, conf = head_labels(seg_emb, state["heads"]["weight"], state["heads"]["bias"])
+        labels, conf = head_labels(seg_emb, objective.net.heads.cpu())
         source = f"{checkpoint} (heads' argmax over {cfg_data.data.source} data)"
     seg_clip = np.asarray(cache.segment_clip, dtype=np.int64)
     n_clips = len(cache.clips)
@@ -227,17 +193,16 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     untrained = build_encoder(cfg)
     embeddings = {"trained encoder": clip_mean(seg_emb, seg_clip, n_clips)}
     log.info("embedding with the untrained encoder")
-    embeddings["untrained encoder"] = clip_mean(segment_embeddings(untrained, features, *norm, batch_size, dev),
+    embeddings["untrained encoder"] = clip_mean(segment_embeddings(untrained, features, cfg.frontend, batch_size, dev),
                                                 seg_clip, n_clips)
     frames = getattr(cache, "segment_frames", None)
     embeddings["mean log-mel"] = clip_mean(mean_log_mel(features, frames), seg_clip, n_clips)
     for name, path in (compare or {}).items():
         log.info("embedding with %s (%s)", name, path)
         other = load_encoder_bundle(path)
-        o_norm = (other.config.frontend.norm_mean, other.config.frontend.norm_std)
         embeddings[f"{name} encoder"] = clip_mean(
-            segment_embeddings(other.encoder, features, *o_norm, batch_size, dev), seg_clip, n_clips)
-    return AnalysisInputs(labels=labels, confidences=conf, n_clusters=int(state["heads"]["weight"].shape[1]),
+            segment_embeddings(other.encoder, features, other.config.frontend, batch_size, dev), seg_clip, n_clips)
+    return AnalysisInputs(labels=labels, confidences=conf, n_clusters=int(objective.net.heads.clusters),
                           segment_clip=seg_clip, segment_start=np.asarray(cache.segment_start, dtype=np.float64),
                           clip_ids=clip_ids, clip_labels=clip_labels, embeddings=embeddings,
                           map_embedding="trained encoder", vocabulary=vocabulary or None, source=source)

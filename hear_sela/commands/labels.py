@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from hear_sela import distributed as dist
-    from hear_sela.label_update import relabel_checkpoint, write_labels_csv
+    from hear_sela.training.relabel import relabel_checkpoint, write_labels_csv
 
     try:
         store, cache = relabel_checkpoint(args.checkpoint, cache_dir=args.cache, device=args.device,

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hear_sela.train import train
+    from hear_sela.training.loop import train
 
     cfg = load_config(args.recipe, args.overrides)
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun one rank talks (the process group starts later)

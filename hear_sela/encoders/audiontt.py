@@ -42,6 +42,9 @@ class AudioNTT2020(Encoder):
         x = rearrange(x, "b c f t -> b t (c f)")  # (B, T/8, C*F/8)
         return self.fc(x)  # (B, T/8, D)
 
+    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
+        return list(self.features), "flatten"
+
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:  # (B, T', D) -> (B, D)
         return feats.max(dim=1).values + feats.mean(dim=1)
 

@@ -9,8 +9,9 @@ from torch import nn
 class Encoder(nn.Module):
     """Log-mel (B, 1, F, T) -> frame features (B, T', D) -> clip embedding (B, D).
 
-    Subclasses set `embed_dim` (D), `time_stride` (input frames per output frame) and `receptive_field`
-    (input frames that one output frame sees, for framing long audio), and implement `forward_features`.
+    Subclasses take `n_mels` (F) in their constructor, set `embed_dim` (D), `time_stride` (input frames per output
+    frame) and `min_frames`, and implement `forward_features`; `intermediate_stages` names the stage modules whose
+    maps the s3prl upstream exposes.
     """
 
     embed_dim: int
@@ -26,6 +27,13 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, D)
         return self.forward_head(self.forward_features(x))
+
+    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
+        """The stage modules whose outputs (B, C, F', T') are intermediate features, in forward order, and how a
+        map becomes frames (B, T', D_k): "flatten" (channels x mel bins, as audiontt's head) or "mean" (over mel
+        bins). Modules rather than tensors (timm's forward_intermediates returns tensors) because the s3prl upstream
+        hooks them to mask each clip's padding stage by stage. Default: none."""
+        return [], "mean"
 
     def output_frames(self, num_frames: int) -> int:
         """T' for an input of T frames."""

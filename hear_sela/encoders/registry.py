@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from hear_sela.config import Config
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -28,3 +30,8 @@ def create_encoder(name: str, **kwargs: Any) -> nn.Module:
     if name not in _REGISTRY:
         raise ValueError(f"unknown encoder {name!r}; registered encoders: {', '.join(list_encoders())}")
     return _REGISTRY[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def build_encoder(cfg: Config) -> nn.Module:
+    """The encoder a config describes (random weights), fed the frontend's mel count (every family takes n_mels)."""
+    return create_encoder(cfg.model.encoder, **{"n_mels": cfg.frontend.n_mels, **cfg.model.encoder_kwargs})

@@ -19,8 +19,9 @@ class TimmResNet(Encoder):
     time_stride = 32
     min_frames = 1
 
-    def __init__(self, arch: str, init_std: float | None = 0.02):
+    def __init__(self, arch: str, n_mels: int = 64, init_std: float | None = 0.02):
         super().__init__()
+        self.n_mels = n_mels  # fully convolutional over frequency: any mel count fits the same weights
         self.backbone = timm.create_model(arch, pretrained=False, in_chans=1, num_classes=0, global_pool="")
         self.embed_dim = int(self.backbone.num_features)
         if init_std is not None:
@@ -32,6 +33,9 @@ class TimmResNet(Encoder):
     def output_frames(self, num_frames: int) -> int:
         # the stem conv and max-pool are padded, so every stride-2 stage rounds up
         return -(-num_frames // self.time_stride) if num_frames > 0 else 0
+
+    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
+        return [self.backbone.layer1, self.backbone.layer2, self.backbone.layer3], "mean"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, ceil(T/32), D)
         fmap = self.backbone.forward_features(x)  # (B, D, F/32, T/32)

@@ -29,8 +29,6 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
-from hear_sela.encoders.audiontt import AudioNTT2020
-from hear_sela.encoders.resnet import TimmResNet
 from hear_sela.frontend import LogMel
 
 from .padded import PaddedRunner, Resolution
@@ -50,15 +48,6 @@ def load_bundle(ckpt: str | None) -> EncoderBundle:
         raise FileNotFoundError(f"embedded default weights missing from the package: {ref}; pass -k CKPT")
     with ExitStack() as stack:
         return load_encoder_bundle(stack.enter_context(resources.as_file(ref)))
-
-
-def _stages(encoder: nn.Module) -> tuple[list[nn.Module], str]:
-    """Stage modules to expose and how their maps (B, C, F', T') become frames: the encoder family's own rule."""
-    if isinstance(encoder, AudioNTT2020):
-        return list(encoder.features), "flatten"
-    if isinstance(encoder, TimmResNet):
-        return [encoder.backbone.layer1, encoder.backbone.layer2, encoder.backbone.layer3], "mean"
-    return [], "mean"  # unknown family: log-mel and final frames only
 
 
 def _pool_frames(h: torch.Tensor, valid: torch.Tensor, ratio: int) -> torch.Tensor:
@@ -101,7 +90,7 @@ class UpstreamExpert(nn.Module):
                              f"{self.sample_rate} Hz")
         self.stride = int(self.encoder.time_stride)
         self.downsample_rate = self.frontend.hop_length * self.stride  # samples per output frame
-        stage_modules, self.stage_reduce = _stages(self.encoder)
+        stage_modules, self.stage_reduce = self.encoder.intermediate_stages()
         self.runner = PaddedRunner(self.encoder, stage_modules)
         self.eval()
         with torch.no_grad():  # widths of the states, from one probe (frames are exact, so widths are too)

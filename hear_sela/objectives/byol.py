@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_sela.config import ByolConfig
-from hear_sela.objective import Objective
+from hear_sela.objectives.base import Objective
 
 
 def mlp(dim: int, hidden: int, out: int) -> nn.Sequential:

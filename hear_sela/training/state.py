@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic save of everything a bitwise-exact resume needs, and the resume itself.
+"""Training checkpoints, the one owner of their layout: atomic save of everything a bitwise-exact resume needs, the
+resume itself, and reading a checkpoint once to rebuild its objective (for `labels` and the analysis).
 
 The main file (rank 0) holds weights, optimiser, scheduler, objective state (heads + label store, or BYOL-A's
 projector, predictor and EMA target), the position (epoch, step within it, global step) and rank 0's RNG states and
@@ -9,27 +10,49 @@ main file, so the main file always finds the side files of its own step.
 from __future__ import annotations
 
 import logging
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment
-from hear_sela.checkpoint import capture_rng, encoder_checkpoint_state, load_checkpoint, save_checkpoint
-from hear_sela.config import Config
+from hear_sela.checkpoint import encoder_checkpoint_state, load_checkpoint, save_checkpoint
+from hear_sela.config import Config, config_from_dict
+from hear_sela.encoders import build_encoder
+from hear_sela.objectives.base import Objective
+from hear_sela.objectives.byol import ByolObjective
+from hear_sela.objectives.sela import SelaObjective
 
 log = logging.getLogger("hear_sela.train")
 
 
-def sync_buffers(objective) -> None:
-    """Give every rank rank 0's buffers (batch-norm statistics; DDP itself only does so at each forward): before a
-    label update, so every shard is embedded by the same network, and before a checkpoint, so the saved state is
-    every rank's state and a multi-rank resume is exact."""
-    if dist.world_size() > 1:
-        for module in objective.modules():
-            for buf in module.buffers():
-                dist.broadcast(buf, 0)
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors / plain values (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_s = state["numpy"]
+    np.random.set_state(("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"],
+                         np_s["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _local_path(path: Path, rank: int, step: int) -> Path:
@@ -40,7 +63,7 @@ def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched,
                extra: dict[str, Any]) -> None:
     """Write a checkpoint atomically. Rank-local state (RNG, mixup memory) of ranks > 0 goes to side files named by
     step, written before the main file, so the main file always finds its matching side files."""
-    sync_buffers(objective)
+    objective.sync_buffers()
     local = {"rng": capture_rng(), "augment": augment.state_dict(), "step": pos["step"]}
     if not dist.is_main():
         save_checkpoint(_local_path(path, dist.rank(), pos["step"]), local)
@@ -97,3 +120,57 @@ def find_resume(cfg: Config, resume: str | None) -> Path | None:
     if not path.is_file():
         raise FileNotFoundError(f"train.resume={mode!r}: no such checkpoint")
     return path
+
+
+def build_objective(cfg: Config, n_segments: int, device: torch.device) -> Objective:
+    """SelaObjective or ByolObjective around a fresh encoder; identical weights on every rank (seeded)."""
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_encoder(cfg)
+    if cfg.train.objective == "sela":
+        return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
+    if cfg.train.objective == "byol":
+        return ByolObjective(cfg.byol, encoder, device)
+    raise ValueError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
+
+
+@dataclass
+class TrainingCheckpoint:
+    """A training checkpoint read once: its file, resolved config and raw contents (tensors on the CPU)."""
+
+    path: Path
+    config: Config
+    data: dict[str, Any]
+
+    @property
+    def objective(self) -> str:
+        return str(self.data.get("objective"))
+
+    @property
+    def cache_dir(self) -> str:
+        return str(self.data.get("cache_dir") or "")
+
+    @property
+    def n_segments(self) -> int | None:
+        """Segments the run trained on (SeLa: the label store's width)."""
+        if "label_store" in self.data:
+            return int(self.data["label_store"]["labels"].shape[1])
+        return int(self.data["n_segments"]) if "n_segments" in self.data else None
+
+    def require(self, objective: str) -> TrainingCheckpoint:
+        if self.objective != objective:
+            raise ValueError(f"{self.path}: a {self.objective!r} checkpoint, not {objective!r}; give a "
+                             f"{objective!r} checkpoint")
+        return self
+
+    def build_objective(self, device: torch.device | str = "cpu") -> Objective:
+        """The checkpoint's objective with its weights and state (SeLa: heads and label store)."""
+        objective = build_objective(self.config, self.n_segments or 1, torch.device(device))
+        objective.encoder.load_state_dict(self.data["encoder"])
+        objective.load_state_dict(self.data)
+        return objective
+
+
+def read_checkpoint(path: str | Path) -> TrainingCheckpoint:
+    """Load a training checkpoint (weights_only) and resolve its stored config."""
+    data = load_checkpoint(path, map_location="cpu")
+    return TrainingCheckpoint(Path(path), config_from_dict(data["config"], source=str(path)), data)

@@ -1,23 +1,32 @@
-"""SeLa objective: H linear heads on the clip embedding, a label store, and the confidence-weighted multi-head loss.
+"""SeLa objective: H linear heads on the clip embedding, a label store, the confidence-weighted multi-head loss, and
+the schedule of label updates, run through the objective's scheduled-work hook.
 
 The label update itself (encoder in eval over every cached segment, then the Sinkhorn solver) is in
-`hear_sela.label_update`; this module holds what the training step needs.
+`hear_sela.objectives.label_update`.
 
 Legend: B batch, H heads, K clusters, N training segments, D embedding dimension.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
-from hear_sela.objective import Objective
+from hear_sela.objectives.base import Objective, RunContext
+from hear_sela.objectives.label_update import update_labels
+
+log = logging.getLogger("hear_sela.train")
 
 
 class MultiHead(nn.Module):
@@ -36,6 +45,22 @@ class MultiHead(nn.Module):
             xh = F.dropout(xh, self.dropout, training=True)  # independent masks per head
             return torch.einsum("bhd,hkd->bhk", xh, self.weight) + self.bias
         return torch.einsum("bd,hkd->bhk", x, self.weight) + self.bias
+
+    @torch.no_grad()
+    def logit_chunks(self, emb: torch.Tensor, chunk: int = 65536) -> Iterator[torch.Tensor]:
+        """Logits of every head, dropout off, block by block of rows: emb (N, D) -> yields (H, n <= chunk, K)
+        float32 (one empty block when N = 0)."""
+        w, b = self.weight.float(), self.bias.float()  # (H, K, D), (H, K)
+        for i in range(0, max(emb.shape[0], 1), chunk):
+            yield torch.einsum("nd,hkd->hnk", emb[i:i + chunk], w) + b[:, None, :]
+
+    @torch.no_grad()
+    def logits(self, emb: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Logits of every head, dropout off: emb (N, D) -> (H, N, K) float32, computed in chunks of rows."""
+        out = torch.empty(self.heads, emb.shape[0], self.clusters, device=emb.device)
+        for i, block in zip(range(0, max(emb.shape[0], 1), chunk), self.logit_chunks(emb, chunk)):
+            out[:, i:i + chunk] = block
+        return out
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}, clusters={self.clusters}, dim={self.weight.shape[-1]}, dropout={self.dropout}"
@@ -137,8 +162,25 @@ class SelaObjective(Objective):
         labels, conf = self.store.batch(indices)
         return sela_loss(logits, labels, conf, self.cfg.confidence_alpha)
 
-    def after_step(self) -> None:
-        pass
+    def scheduled_work(self, run: RunContext, step: int) -> None:
+        """A label update when one is due before optimiser step `step` (updates due at one step spill onto the next
+        ones, as SeLa's loop consumes one per iteration)."""
+        steps = label_update_steps(self.cfg, run.cfg.train.epochs, run.steps_per_epoch, self.store.labels.shape[1],
+                                   run.cfg.train.batch_size)
+        if self.store.updates < len(steps) and steps[self.store.updates] <= step:
+            self.sync_buffers()
+            stats = self.update_labels(run)
+            run.log("labels", step, stats)
+            if dist.is_main():
+                log.info("label update %d/%d at step %d: %.1f%% changed, NMI to previous %.3f, cluster sizes "
+                         "%d..%d, %d solver iterations in %.2f s (update %.1f s)", stats["update"], len(steps), step,
+                         100 * stats["changed"], stats["nmi_prev"], stats["size_min"], stats["size_max"],
+                         stats["solver_iterations"], stats["solver_seconds"], stats["seconds"])
+
+    def update_labels(self, run: RunContext) -> dict[str, float]:
+        """Re-solve the labels of every cached segment now (every rank ends with the whole store); returns the
+        logged metrics."""
+        return update_labels(self.encoder, self.net.heads, self.store, run)
 
     def state_dict(self) -> dict[str, Any]:
         return {"heads": self.net.heads.state_dict(), "label_store": self.store.state_dict()}
@@ -146,3 +188,35 @@ class SelaObjective(Objective):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.heads.load_state_dict(state["heads"])
         self.store.load_state_dict(state["label_store"])
+
+
+def label_update_steps(cfg: SelaConfig, epochs: int, steps_per_epoch: int, n_segments: int,
+                       global_batch: int) -> list[int]:
+    """Global steps (sorted, unique, <= epochs * steps_per_epoch) before which the labels are re-solved.
+
+    A label update "at step s" runs before the optimiser step s, so an update at step 0 labels the untrained network.
+    - "list": `cfg.update_epochs`, each epoch e mapped to the first step of epoch e (0 = before any training), as
+      the audio SeLa code's 25 updates over 200 epochs; e = epochs re-solves once more after the last step, so the
+      final checkpoint holds the trained network's labels.
+    - "quadratic": SeLa's spacing: update times (in samples seen) (epochs + 1.01) * N * linspace(0, 1, n)**2,
+      consumed one per iteration as SeLa's loop does (so several times that fall on one step spill onto the
+      following steps). The first update is at step 0.
+    """
+    total = epochs * steps_per_epoch
+    if cfg.schedule == "list":
+        bad = [e for e in cfg.update_epochs if e < 0]
+        if bad:
+            raise ValueError(f"sela.update_epochs has negative epochs {bad}")
+        steps = sorted({e * steps_per_epoch for e in cfg.update_epochs})
+    elif cfg.schedule == "quadratic":
+        if cfg.n_updates < 1:
+            raise ValueError(f"sela.n_updates={cfg.n_updates} must be >= 1 for the quadratic schedule")
+        times = (epochs + 1.01) * n_segments * np.linspace(0.0, 1.0, cfg.n_updates) ** 2  # samples seen
+        steps, last = [], -1
+        for t in times:
+            step = max(math.ceil(t / global_batch), last + 1)
+            steps.append(step)
+            last = step
+    else:
+        raise ValueError(f"sela.schedule must be 'list' or 'quadratic', got {cfg.schedule!r}")
+    return [s for s in steps if s < total or (s == total and cfg.schedule == "list")]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hear_sela.config import OptimConfig
-from hear_sela.schedules import lr_factor
+from hear_sela.training.schedules import lr_factor
 
 
 def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

@@ -1,5 +1,6 @@
 """One training loop for both objectives (SeLa, BYOL-A): torchrun DDP, bf16 autocast on CUDA, per-sample device
-augmentation, SeLa label updates on a step schedule, atomic checkpoints and exact resume.
+augmentation, the objective's own scheduled work (SeLa: label updates) through one hook, atomic checkpoints and exact
+resume. The loop knows no objective's internals.
 
 Exact resume: a step's randomness is (a) the augmentation, drawn from a generator seeded by (seed, step, rank),
 (b) dropout, from the global torch RNG whose state is checkpointed per rank, and (c) the batch order, a pure
@@ -29,13 +30,12 @@ import yaml
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
-from hear_sela.checkpoint import build_encoder, restore_rng
 from hear_sela.config import Config, config_to_dict
-from hear_sela.label_update import update_labels
-from hear_sela.optim import build_optimizer, build_scheduler
-from hear_sela.schedules import label_update_steps
-from hear_sela.train_checkpoint import find_resume, load_state, save_state, sync_buffers
-from hear_sela.train_data import EpochBatches, SegmentDataset, batches_per_epoch, make_loader
+from hear_sela.data.segments import SegmentDataset, make_loader
+from hear_sela.objectives.base import Objective, RunContext
+from hear_sela.training.data import EpochBatches, batches_per_epoch
+from hear_sela.training.optim import build_optimizer, build_scheduler
+from hear_sela.training.state import build_objective, find_resume, load_state, restore_rng, save_state
 
 log = logging.getLogger("hear_sela.train")
 
@@ -54,21 +54,6 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_objective(cfg: Config, n_segments: int, device: torch.device):
-    """SelaObjective or ByolObjective around a fresh encoder; identical weights on every rank (seeded)."""
-    torch.manual_seed(cfg.train.seed)
-    encoder = build_encoder(cfg)
-    if cfg.train.objective == "sela":
-        from hear_sela.sela import SelaObjective
-
-        return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
-    if cfg.train.objective == "byol":
-        from hear_sela.byol import ByolObjective
-
-        return ByolObjective(cfg.byol, encoder, device)
-    raise ValueError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
 
 
 def open_cache(cfg: Config):
@@ -129,12 +114,10 @@ class Logger:
 # ---------------------------------------------------------------- the loop
 
 
-def train_step(objective, augment: Augment, opt: torch.optim.Optimizer, sched, idx: torch.Tensor, seg: torch.Tensor,
-               gen: torch.Generator, device: torch.device, amp: bool, clip_grad: float) -> torch.Tensor:
-    """One optimiser step on a batch from the cache: idx (B,) int64, seg (B, F, T_seg) float16 (host or device).
-    Returns the loss, detached, not synchronised."""
-    idx = idx.to(device, non_blocking=True)
-    views = augment(seg.to(device, non_blocking=True), gen, objective.views).unsqueeze(2)  # (V, B, 1, F, T)
+def optimiser_step(objective: Objective, opt: torch.optim.Optimizer, sched, idx: torch.Tensor, views: torch.Tensor,
+                   device: torch.device, amp: bool, clip_grad: float) -> torch.Tensor:
+    """Forward, backward, clipping, optimiser and scheduler step, then the objective's after-step on augmented
+    views (V, B, 1, F, T) of the segments idx (B,) (both on `device`). Returns the loss, detached, not synchronised."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         loss = objective.loss(idx, views)
     opt.zero_grad(set_to_none=True)
@@ -145,6 +128,16 @@ def train_step(objective, augment: Augment, opt: torch.optim.Optimizer, sched, i
     sched.step()
     objective.after_step()
     return loss.detach()
+
+
+def train_step(objective: Objective, augment: Augment, opt: torch.optim.Optimizer, sched, idx: torch.Tensor,
+               seg: torch.Tensor, gen: torch.Generator, device: torch.device, amp: bool, clip_grad: float
+               ) -> torch.Tensor:
+    """One training step on a batch from the cache: idx (B,) int64, seg (B, F, T_seg) float16 (host or device)
+    augmented on the device, then `optimiser_step`. Returns the loss, detached, not synchronised."""
+    idx = idx.to(device, non_blocking=True)
+    views = augment(seg.to(device, non_blocking=True), gen, objective.views).unsqueeze(2)  # (V, B, 1, F, T)
+    return optimiser_step(objective, opt, sched, idx, views, device, amp, clip_grad)
 
 
 def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
@@ -169,20 +162,17 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                          f"{dist.world_size()} ranks")
     rank_batch = tc.batch_size // dist.world_size()
     steps_per_epoch = batches_per_epoch(n, rank_batch, tc.max_steps_per_epoch)
-    norm = (cache.mean, cache.std)
     if dist.is_main():
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
     # ---- networks, augmentation, optimiser, schedules
     objective = build_objective(cfg, n, device)
-    augment = build_augment(cfg.augment, *norm).to(device)
+    augment = build_augment(cfg.augment, cfg.frontend).to(device)
     channels_last = tc.channels_last and device.type == "cuda"
     if channels_last:
         objective.to_channels_last()
     opt = build_optimizer(cfg.optim, objective.net.parameters())
     sched = build_scheduler(opt, cfg.optim, steps_per_epoch, tc.epochs)
-    updates = (label_update_steps(cfg.sela, tc.epochs, steps_per_epoch, n, tc.batch_size)
-               if objective.name == "sela" else [])
     seed_all(tc.seed + 7919 * dist.rank())  # dropout differs across ranks
 
     # ---- resume
@@ -207,21 +197,11 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     last = out_dir / "last.pt"
     extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n}
     if dist.is_main():
-        log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, %d label updates, device %s, "
-                 "%d rank(s)", objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, len(updates), device,
-                 dist.world_size())
+        log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
+                 objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())
 
-    def label_update() -> None:
-        sync_buffers(objective)
-        stats = update_labels(objective.encoder, objective.net.heads, dataset, objective.store, cfg.sela, norm,
-                              device, cfg.sela.update_batch_size, amp, channels_last, cfg.data.num_workers,
-                              progress=dist.is_main(), seed=tc.seed)
-        logger.write("labels", pos["step"], stats)
-        if dist.is_main():
-            log.info("label update %d at step %d: %.1f%% changed, NMI to previous %.3f, cluster sizes %d..%d, "
-                     "%d solver iterations in %.2f s (update %.1f s)", stats["update"], pos["step"],
-                     100 * stats["changed"], stats["nmi_prev"], stats["size_min"], stats["size_max"],
-                     stats["solver_iterations"], stats["solver_seconds"], stats["seconds"])
+    run = RunContext(cfg=cfg, device=device, features=cache.features, steps_per_epoch=steps_per_epoch, amp=amp,
+                     channels_last=channels_last, log=logger.write)
 
     def check(loss: torch.Tensor | None) -> None:
         if loss is not None and not torch.isfinite(loss):
@@ -246,11 +226,8 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
             loader = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", initial=pos["epoch_step"],
                           total=steps_per_epoch, dynamic_ncols=True, leave=False)
         for idx, seg in loader:
-            done = objective.store.updates if updates else 0
-            if done < len(updates) and updates[done] <= pos["step"]:
-                check(pending)
-                label_update()
             check(pending)  # the previous step's forward is long done by now: a cheap sync
+            objective.scheduled_work(run, pos["step"])
             gen.manual_seed(step_seed(tc.seed, pos["step"], dist.rank()))
             pending = train_step(objective, augment, opt, sched, idx, seg, gen, device, amp, cfg.optim.clip_grad)
             pos["step"] += 1
@@ -275,10 +252,9 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         if dist.is_main():
             log.info("epoch %d/%d done (step %d)", epoch + 1, tc.epochs, pos["step"])
 
-    # ---- the end: a label update scheduled after the last step, then a final checkpoint marked finished
-    if objective.name == "sela" and objective.store.updates < len(updates) and updates[-1] <= pos["step"]:
-        check(pending)
-        label_update()
+    # ---- the end: work scheduled after the last step (SeLa: a label update), then a final checkpoint marked finished
+    check(pending)
+    objective.scheduled_work(run, pos["step"])
     final = out_dir / "final.pt"
     save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
     save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})

@@ -1,0 +1,138 @@
+"""The SeLa label update: every cached segment embedded by `embed.embed_segments` (encoder in eval, no augmentation,
+full segments, normalised by the frontend), logits of all heads, then the Sinkhorn solver; the new labels replace the
+store. The rest are pure functions of their inputs (marginals, solver precision, change statistics, NMI).
+
+Under DDP each rank embeds its own contiguous shard (`distributed.shard_range`, no sampler padding, so no segment
+is counted twice), passes its rows to the sharded solver (which exchanges only O(H K) numbers per iteration), and
+the labels are then gathered so every rank holds the whole store. Result: the same labels as one process.
+
+Legend: H heads, N segments (N_r on this rank), K clusters, D embedding dimension, F mel bins, T frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from hear_sela import distributed as dist
+from hear_sela.config import SelaConfig
+from hear_sela.embed import embed_segments
+from hear_sela.objectives.base import RunContext
+from hear_sela.sinkhorn import Duals, gaussian_marginals, soft_cluster_mass, solve_labels
+
+if TYPE_CHECKING:  # sela.py imports this module
+    from hear_sela.objectives.sela import LabelStore, MultiHead
+
+log = logging.getLogger("hear_sela.label_update")
+
+LOGITS_BUDGET_BYTES = 4 << 30  # above this the solver recomputes logits from the embeddings (matrix-free)
+
+
+def load_marginals(cfg: SelaConfig) -> torch.Tensor | None:
+    """A prior file's cluster marginals, (K,) or (H, K) normalised; None for 'uniform' and 'gauss' (the Gaussian
+    sizes are drawn per update from the current cluster mass, see `update_labels`)."""
+    if cfg.marginals in ("uniform", "gauss"):
+        return None
+    try:
+        prior = torch.from_numpy(np.load(cfg.marginals)).double()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"sela.marginals={cfg.marginals!r} is neither 'uniform', 'gauss' nor a readable .npy "
+                         f"file ({e})") from None
+    if prior.ndim not in (1, 2) or prior.shape[-1] != cfg.clusters or (prior.ndim == 2 and prior.shape[0] !=
+                                                                         cfg.heads) or not (prior >= 0).all():
+        raise ValueError(f"{cfg.marginals}: marginals of shape {tuple(prior.shape)} must be (K,) or (H, K) with "
+                         f"K = sela.clusters = {cfg.clusters}, H = sela.heads = {cfg.heads}, entries >= 0")
+    return prior / prior.sum(-1, keepdim=True)
+
+
+def solver_dtype(cfg: SelaConfig, n_total: int) -> torch.dtype:
+    """float32 unless sela.tol lies near float32's noise floor of SeLa's error (about N * 1.2e-7), e.g. the audio
+    SeLa code's 1e-4 at FSD50K size; then float64."""
+    if cfg.solver_dtype == "auto":
+        return torch.float64 if cfg.tol < 4 * n_total * torch.finfo(torch.float32).eps else torch.float32
+    if cfg.solver_dtype in ("float32", "float64"):
+        return getattr(torch, cfg.solver_dtype)
+    raise ValueError(f"sela.solver_dtype must be auto, float32 or float64, got {cfg.solver_dtype!r}")
+
+
+def nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised mutual information of two labelings (N,) int >= 0, arithmetic normalisation (sklearn's default):
+    MI / mean(H(a), H(b)); 1 when neither splits the data. Contingency counts by bincount, so no sklearn import."""
+    n = len(a)
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    ka, kb = int(a.max(initial=-1)) + 1, int(b.max(initial=-1)) + 1
+    if ka == kb and ka <= 1:
+        return 1.0
+    joint = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb) / n  # (Ka, Kb) joint distribution
+    pa, pb = joint.sum(1), joint.sum(0)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log(joint[nz] / np.outer(pa, pb)[nz])).sum())
+    if mi <= 0.0:
+        return 0.0
+    return mi / ((_entropy(pa) + _entropy(pb)) / 2)
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def label_change_stats(old: torch.Tensor, new: torch.Tensor, clusters: int) -> dict[str, float]:
+    """Between two labelings (H, N): fraction changed, cluster-size min/max and NMI, over heads."""
+    old_np, new_np = old.cpu().numpy(), new.cpu().numpy()
+    sizes = np.stack([np.bincount(h, minlength=clusters) for h in new_np])  # (H, K)
+    nmi_ = [nmi(a, b) for a, b in zip(old_np, new_np)]
+    return {"changed": float((old_np != new_np).mean()), "size_min": int(sizes.min()), "size_max": int(sizes.max()),
+            "nmi_prev": float(np.mean(nmi_)), "empty_clusters": float((sizes == 0).sum(1).mean())}
+
+
+def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: RunContext) -> dict[str, float]:
+    """One label update into `store` (every rank holds the full result). Returns the logged metrics."""
+    cfg, seed = run.cfg.sela, run.cfg.train.seed
+    t0 = time.perf_counter()
+    heads_mode = heads.training
+    heads.eval()
+    emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device, amp=run.amp,
+                         channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
+                         progress=run.progress)  # (N_r, D)
+    t_embed = time.perf_counter() - t0
+    n_total = len(run.features)
+    # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
+    stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
+    logits = heads.logits(emb, cfg.chunk_size) if stored else None  # (H, N_r, K)
+    marginals = load_marginals(cfg)
+    if cfg.marginals == "gauss":  # SeLaVi: sizes drawn afresh each update, same draw on all ranks and under resume
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + store.updates)
+        mass = soft_cluster_mass(heads.logit_chunks(emb, cfg.chunk_size))  # (H, K)
+        marginals = gaussian_marginals(mass, n_total, cfg.gauss_sd, gen)
+    warm = Duals(store.duals["log_r"], store.duals["lamb"]) if cfg.warm_start and store.duals else None
+    inputs = {"logits": logits} if stored else {"features": emb, "weights": heads.weight.detach().float(),
+                                                 "bias": heads.bias.detach().float()}
+    result = solve_labels(**inputs, lamb=cfg.lamb, marginals=marginals, tol=cfg.tol, check_every=cfg.check_every,
+                          max_iters=cfg.max_iters, warm_start=warm, dtype=solver_dtype(cfg, n_total))
+    heads.train(heads_mode)
+    del logits, emb, inputs
+    labels = dist.all_gather_cat(result.labels.to(run.device), dim=1)  # (H, N)
+    conf = dist.all_gather_cat(result.confidences.to(run.device).float(), dim=1)  # (H, N)
+    stats = label_change_stats(store.labels, labels, cfg.clusters) if dist.is_main() else {}
+    store.labels, store.confidences = labels, conf
+    store.duals = {"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)}
+    store.updates += 1
+    stats.update({"update": store.updates, "solver_iterations": float(result.iterations.max()),
+                  "solver_iterations_mean": float(result.iterations.float().mean()),
+                  "solver_error": float(result.error.max()), "solver_converged": float(result.converged.all()),
+                  "solver_seconds": float(result.seconds), "embed_seconds": t_embed,
+                  "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean())})
+    if dist.is_main():
+        store.history.append(stats)
+        if not bool(result.converged.all()):
+            log.warning("label update %d: %d head(s) stopped at the cap of %d iterations (error up to %.3g > tol "
+                        "%.3g)", store.updates, int((~result.converged).sum()), cfg.max_iters,
+                        float(result.error.max()), cfg.tol)
+    return stats
