@@ -64,7 +64,7 @@ def _tiny_config_dict(corpus: SynthCorpus, cache_dir: Path, out_dir: Path) -> di
 
 @pytest.fixture(scope="session")
 def tiny_cache(tiny_corpus, tmp_path_factory):
-    from hear_sela.data import prepare_cache
+    from hear_sela.data.prepare import prepare_cache
 
     base = tmp_path_factory.mktemp("tiny_cache")
     cfg = config_from_dict(_tiny_config_dict(tiny_corpus, base / "cache", base / "run"))

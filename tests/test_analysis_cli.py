@@ -12,7 +12,7 @@ import torch
 from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
 from hear_sela.cli import main as cli
 from hear_sela.config import load_config
-from hear_sela.data import prepare_cache
+from hear_sela.data.prepare import prepare_cache
 from hear_sela.encoders import build_encoder
 from hear_sela.objectives.sela import SelaObjective
 

@@ -18,9 +18,10 @@ import soundfile as sf
 import torch
 
 from hear_sela.config import FRONTEND_PRESETS, FrontendConfig
-from hear_sela.data import cache as cache_mod
+from hear_sela.data import cache_build as cache_mod
 from hear_sela.data.audio import AudioError, load_audio
-from hear_sela.data.cache import CacheError, FeatureCache, SegmentSpec, build_feature_cache, cut_segments
+from hear_sela.data.cache import CacheError, FeatureCache
+from hear_sela.data.cache_build import SegmentSpec, build_feature_cache, cut_segments
 from hear_sela.data.records import ClipRecord
 from hear_sela.frontend import LogMel
 
@@ -218,17 +219,17 @@ def test_a_second_builder_waits_for_the_first(tiny_corpus, tmp_path):
 _KILLED_BUILD = """
 import sys, time
 from hear_sela.config import FrontendConfig
-from hear_sela.data import cache
+from hear_sela.data import cache_build
 from hear_sela.data.synth import write_corpus
 
-slow = cache.load_audio
+slow = cache_build.load_audio
 def load_slowly(path, sample_rate=16000):
     time.sleep(0.1)
     return slow(path, sample_rate)
-cache.load_audio = load_slowly
+cache_build.load_audio = load_slowly
 records = write_corpus(sys.argv[1], 2, 2.0, seed=0, progress=False)[:12]
-cache.build_feature_cache(records, FrontendConfig(), sys.argv[2], 1.0, 1.0, 0.5, num_workers=2, chunk_clips=2,
-                          progress=False)
+cache_build.build_feature_cache(records, FrontendConfig(), sys.argv[2], 1.0, 1.0, 0.5, num_workers=2,
+                                chunk_clips=2, progress=False)
 """
 
 
@@ -425,3 +426,11 @@ def test_argument_checks(tmp_path, tiny_corpus):
         _build([rec, rec], tmp_path / "c")
     with pytest.raises(CacheError, match="no clips"):
         _build([], tmp_path / "c")
+
+
+def test_reading_a_cache_imports_no_builder():
+    code = ("import sys; import hear_sela.data.cache; "
+            "bad = [m for m in ('tqdm', 'torch.utils.data', 'hear_sela.data.cache_build') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -152,7 +152,7 @@ def test_bad_arguments(replica):
 
 def test_prepare_cache_on_the_replica(replica, tmp_path):
     from hear_sela.config import config_from_dict
-    from hear_sela.data import prepare_cache
+    from hear_sela.data.prepare import prepare_cache
 
     cfg = config_from_dict({"data": {"source": "fsd50k", "root": str(replica), "split": "val", "num_workers": 0,
                                      "segment_seconds": 0.5, "hop_seconds": 0.5, "min_segment_seconds": 0.25},

@@ -8,8 +8,8 @@ import soundfile as sf
 
 from hear_sela.cli import main as cli_main
 from hear_sela.config import ConfigError, config_from_dict
-from hear_sela.data import build_records, cache_dir_of, prepare_cache
 from hear_sela.data.cache import CacheError
+from hear_sela.data.prepare import build_records, cache_dir_of, prepare_cache
 
 
 def test_tiny_config_opens_the_shared_cache(tiny_config, tiny_cache):

@@ -26,7 +26,7 @@ def demo_nmi(out_dir: Path, overrides: list[str] = ()) -> dict[str, float]:
     from hear_sela.analysis.core import kmeans_labels
     from hear_sela.checkpoint import load_checkpoint
     from hear_sela.config import load_config
-    from hear_sela.data import prepare_cache
+    from hear_sela.data.prepare import prepare_cache
     from hear_sela.embed import embed_segments
     from hear_sela.objectives.base import RunContext
     from hear_sela.training.loop import train

@@ -162,7 +162,7 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     objective = ckpt.build_objective()
     cfg_data, changed = data_config(cfg, data)
     if cache is None:
-        from hear_sela.data import prepare_cache
+        from hear_sela.data.prepare import prepare_cache
 
         cache = prepare_cache(cfg_data)
     dev = resolve_device(device, "--device")

@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
 
     def data() -> dict:
         from hear_sela.config import load_config
-        from hear_sela.data import prepare_cache
+        from hear_sela.data.prepare import prepare_cache
 
         cache = prepare_cache(load_config(recipe, [*overrides, f"train.out_dir={out / 'sela'}"]))
         return {"segments": len(cache), "clips": len(cache.clips)}

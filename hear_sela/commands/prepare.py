@@ -28,8 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hear_sela.data import AudioError, CacheError, DataError, cache_dir_of, prepare_cache
-    from hear_sela.data.cache import OWN_FILES
+    from hear_sela.data.audio import AudioError
+    from hear_sela.data.cache import OWN_FILES, CacheError
+    from hear_sela.data.prepare import cache_dir_of, prepare_cache
+    from hear_sela.data.records import DataError
 
     t0 = time.perf_counter()
     try:

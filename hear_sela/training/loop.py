@@ -58,7 +58,7 @@ def seed_all(seed: int) -> None:
 
 def open_cache(cfg: Config):
     """The run's feature cache (rank 0 builds or opens it while the other ranks wait, then they open it)."""
-    from hear_sela.data import prepare_cache
+    from hear_sela.data.prepare import prepare_cache
 
     return prepare_cache(cfg, progress=dist.is_main())
 
