@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -49,7 +49,7 @@ class FrontendConfig:
     f_min: float = 60.0
     f_max: float = 7800.0
     eps: float = 1.1920928955078125e-07  # torch.finfo(float32).eps, as BYOL-A
-    backend: str = "nnaudio"  # nnaudio | torchaudio
+    backend: Literal["nnaudio", "torchaudio"] = "nnaudio"
     # Normalisation of the log-mel (x - mean) / std; None = not normalised. Filled from the training data's
     # statistics by the feature cache and carried inside every checkpoint and export.
     norm_mean: float | None = None
@@ -75,16 +75,16 @@ class SynthConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "synth"  # synth | folder | fsd50k
+    source: Literal["synth", "folder", "fsd50k"] = "synth"
     root: str | None = None  # folder or FSD50K root; synth: where the corpus is written (default: under out_dir)
-    split: str = "dev"  # fsd50k: dev | eval | train | val
+    split: Literal["dev", "eval", "train", "val"] = "dev"  # fsd50k
     labels_csv: str | None = None  # folder: optional CSV fname,labels for analysis only
     cache_dir: str | None = None  # default: <out_dir>/cache
     segment_seconds: float = 3.0  # audio SeLa: 3 s segments with a 1.5 s hop
     hop_seconds: float = 1.5
     min_segment_seconds: float = 1.0  # shorter tails are dropped; longer ones are zero-padded
-    on_bad_file: str = "skip"  # skip (report with a count) | error (stop at the first)
-    on_stale: str = "rebuild"  # cache built with another frontend/segments/clip list: rebuild | error
+    on_bad_file: Literal["skip", "error"] = "skip"  # skip: report with a count; error: stop at the first
+    on_stale: Literal["rebuild", "error"] = "rebuild"  # a cache built with another frontend/segments/clip list
     num_workers: int = 2
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -134,7 +134,7 @@ class SelaConfig:
     max_iters: int = 2000  # SeLaVi's cap (SeLa has none)
     marginals: str = "uniform"  # SeLa: uniform | gauss (SeLaVi) | path to a .npy (K,) or (H, K) prior
     gauss_sd: float = 0.1  # SeLaVi --gauss_sd
-    schedule: str = "list"  # list (audio SeLa code) | quadratic (SeLa)
+    schedule: Literal["list", "quadratic"] = "list"  # list: audio SeLa code; quadratic: SeLa
     # audio SeLa code: 25 updates over 200 epochs, the first before training (epoch 0 here = before epoch 1)
     update_epochs: list[int] = field(
         default_factory=lambda: [0, 1, 2, 3, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90, 100, 110,
@@ -145,7 +145,7 @@ class SelaConfig:
     warm_start: bool = True  # (ours; the audio SeLa code has it, off) previous duals seed the next solve
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
-    solver_dtype: str = "auto"  # (ours) auto (float64 when tol nears float32 error floor ~N*1.2e-7) | float32 | float64
+    solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol nears ~N*1.2e-7
 
 
 @dataclass
@@ -161,11 +161,11 @@ class ByolConfig:
 class OptimConfig:
     """Defaults: the audio SeLa code (BYOL-A: adam, 3e-4, no weight decay, constant, no clipping)."""
 
-    name: str = "sgd"  # sgd | adam; audio SeLa code SGD
+    name: Literal["sgd", "adam"] = "sgd"  # audio SeLa code SGD
     lr: float = 0.01  # audio SeLa code
     momentum: float = 0.9  # audio SeLa code (SGD only)
     weight_decay: float = 1e-5  # audio SeLa code
-    schedule: str = "step"  # step | cosine | constant; audio SeLa code StepLR
+    schedule: Literal["step", "cosine", "constant"] = "step"  # audio SeLa code StepLR
     step_epochs: int = 5  # audio SeLa code StepLR step_size
     gamma: float = 0.98  # audio SeLa code StepLR gamma
     warmup_epochs: int = 0  # (ours) linear warm-up; none in either reference
@@ -176,12 +176,12 @@ class OptimConfig:
 class TrainConfig:
     """Defaults: the audio SeLa code (BYOL-A: 100 epochs, batch 256)."""
 
-    objective: str = "sela"  # sela | byol
+    objective: Literal["sela", "byol"] = "sela"
     epochs: int = 200  # audio SeLa code
     batch_size: int = 512  # audio SeLa code; the global batch, split evenly over the ranks
     seed: int = 0
     out_dir: str = "runs/default"
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # audio SeLa code uses AMP; here bf16 autocast on CUDA, ignored on CPU
     channels_last: bool = True  # (ours) CUDA only
     log_every: int = 50  # (ours) steps between logged training records
@@ -224,6 +224,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

@@ -10,10 +10,10 @@ from hear_sela.analysis.sources import (
     head_labels,
     match_labels,
     mean_log_mel,
-    read_labels_csv,
     segment_embeddings,
 )
 from hear_sela.config import Config, ConfigError, FrontendConfig
+from hear_sela.data.records import read_labels_table
 from hear_sela.objectives.sela import MultiHead
 
 
@@ -21,14 +21,15 @@ def test_read_labels_csv_fsd50k_schema(tmp_path):
     path = tmp_path / "dev.csv"
     path.write_text('fname,labels,mids,split\n64760,"Electric_guitar,Guitar","/m/02sgy,/m/0342h",train\n'
                     '16399,Dog,/m/0bt9lr,val\n')
-    table, mids = read_labels_csv(path)
+    table = read_labels_table(path)
+    table, mids = table.labels, table.mids
     assert table["64760"] == ("Electric_guitar", "Guitar") and mids == {"Electric_guitar": "/m/02sgy",
                                                                         "Guitar": "/m/0342h", "Dog": "/m/0bt9lr"}
     assert match_labels(["64760.wav", "16399", "nope"], table) == [("Electric_guitar", "Guitar"), ("Dog",), ()]
     bad = tmp_path / "bad.csv"
     bad.write_text("name,tags\nx,y\n")
     with pytest.raises(ValueError, match="bad.csv"):
-        read_labels_csv(bad)
+        read_labels_table(bad)
 
 
 def test_clip_mean():

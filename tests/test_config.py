@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,17 @@ def test_round_trip_through_plain_dict():
     cfg = load_config(None, ["frontend.preset=sela_audio", "augment.rrc_time_scale=[0.5, 1.5]", "sela.heads=3"])
     again = config_from_dict(config_to_dict(cfg))
     assert again == cfg
+
+
+@pytest.mark.parametrize("section,key,bad", [("optim", "name", "lamb"), ("train", "device", "tpu"),
+                                             ("data", "source", "youtube"), ("sela", "solver_dtype", "float16"),
+                                             ("frontend", "backend", "librosa")])
+def test_choice_fields_are_checked_at_recipe_load_naming_recipe_and_choices(tmp_path, section, key, bad):
+    recipe = tmp_path / "bad_choice.yaml"
+    recipe.write_text(f"{section}:\n  {key}: {bad}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe)
+    choices = typing.get_args(typing.get_type_hints(type(getattr(Config(), section)))[key])
+    assert str(recipe) in str(err.value) and f"{section}.{key}" in str(err.value) and repr(bad) in str(err.value)
+    assert all(repr(c) in str(err.value) for c in choices) and len(choices) > 1
+    assert getattr(getattr(load_config(recipe, [f"{section}.{key}={choices[-1]}"]), section), key) == choices[-1]

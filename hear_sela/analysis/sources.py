@@ -6,7 +6,6 @@ Legend: H heads, S segments, C clips, K clusters, F mel bins, T frames, D embedd
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 
 from hear_sela.analysis.core import AnalysisInputs
 from hear_sela.config import Config, FrontendConfig, load_yaml, merge_dicts
+from hear_sela.data.records import read_labels_table
 from hear_sela.distributed import resolve_device
 from hear_sela.embed import embed_segments
 from hear_sela.encoders import build_encoder
@@ -25,41 +25,16 @@ from hear_sela.objectives.sela import MultiHead
 
 log = logging.getLogger("hear_sela.analysis")
 
-ID_COLUMNS = ("clip_id", "fname", "filename", "file", "path", "id")
-
-
-def read_labels_csv(path: str | Path) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """A reference CSV -> ({clip id: labels}, {label: mid}).
-
-    Columns: an id column (clip_id, fname, filename, file, path or id), `labels` (comma-separated, as FSD50K's
-    dev.csv/eval.csv) and optionally `mids` (comma-separated, aligned with labels). Ids are also registered without
-    their file extension, so "123" matches a clip "123.wav" and vice versa.
-    """
-    path = Path(path)
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        id_col = next((c for c in ID_COLUMNS if c in cols), None)
-        if id_col is None or "labels" not in cols:
-            raise ValueError(f"{path}: needs an id column (one of {ID_COLUMNS}) and a 'labels' column; has {cols}")
-        labels: dict[str, tuple[str, ...]] = {}
-        mids: dict[str, str] = {}
-        for row in reader:
-            labs = tuple(x.strip() for x in (row["labels"] or "").split(",") if x.strip())
-            key = row[id_col].strip()
-            labels[key] = labs
-            labels.setdefault(Path(key).stem, labs)
-            if row.get("mids"):
-                for lab, mid in zip(labs, row["mids"].split(",")):
-                    mids[lab] = mid.strip()
-    return labels, mids
-
-
 def match_labels(clip_ids: Sequence[str], table: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Each clip's labels from `table` by id, else by id without extension; () when absent."""
+    """Each clip's labels from `table` (id -> labels) by id, else by id without extension, where table ids also
+    count without their extension (so "123" matches a row "123.wav" and vice versa); () when absent."""
+    index: dict[str, tuple[str, ...]] = {}
+    for key, labs in table.items():
+        index[key] = labs
+        index.setdefault(Path(key).stem, labs)
     out, missing = [], 0
     for cid in clip_ids:
-        labs = table.get(cid, table.get(Path(cid).stem))
+        labs = index.get(cid, index.get(Path(cid).stem))
         missing += labs is None
         out.append(labs or ())
     if missing:
@@ -181,8 +156,8 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     clip_ids = [c.clip_id for c in cache.clips]
     vocabulary: dict[str, str] = {}
     if labels_csv:
-        table, vocabulary = read_labels_csv(labels_csv)
-        clip_labels = match_labels(clip_ids, table)
+        table = read_labels_table(labels_csv)
+        clip_labels, vocabulary = match_labels(clip_ids, table.labels), dict(table.mids)
     else:
         clip_labels = [tuple(c.labels) for c in cache.clips]
         if cfg_data.data.source == "fsd50k":  # FSD50K's own label -> mid table, for the ontology mapping

@@ -1,8 +1,8 @@
 """What every dataset reader returns: one `ClipRecord` per audio file, plus the labels-CSV format they share.
 
 Labels are reference annotations for analysis only; training never reads them.
-The labels CSV is FSD50K's ground-truth format: a header with at least `fname` and `labels`, one row per clip,
-several labels comma-separated inside one (quoted) field: `64760,"Electric_guitar,Guitar"`.
+The labels CSV is FSD50K's ground-truth format: a header with at least an id column (`fname`) and `labels`, one row
+per clip, several labels comma-separated inside one (quoted) field: `64760,"Electric_guitar,Guitar"`.
 """
 
 from __future__ import annotations
@@ -30,25 +30,48 @@ def split_labels(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def read_labels_csv(path: str | Path) -> dict[str, tuple[str, ...]]:
-    """fname -> labels from a CSV with (at least) the columns fname and labels. Errors name the file and line."""
+ID_COLUMNS = ("clip_id", "fname", "filename", "file", "path", "id")  # the first one present names the clip
+
+
+@dataclass(frozen=True)
+class LabelsTable:
+    """A labels CSV: clip id -> labels (in file order), and label -> AudioSet mid where a `mids` column gives them."""
+
+    labels: dict[str, tuple[str, ...]]
+    mids: dict[str, str]
+
+
+def read_labels_table(path: str | Path) -> LabelsTable:
+    """The one labels-CSV reader. Columns: an id column (the first of `ID_COLUMNS` present), `labels`
+    (comma-separated) and optionally `mids` (comma-separated, aligned with labels), as FSD50K's dev.csv/eval.csv.
+    Errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels CSV not found: {path}")
-    out: dict[str, tuple[str, ...]] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+    mids: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = {"fname", "labels"} - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(f"{path}: header {reader.fieldnames} lacks column(s) {sorted(missing)}")
+        cols = reader.fieldnames or []
+        id_col = next((c for c in ID_COLUMNS if c in cols), None)
+        if id_col is None or "labels" not in cols:
+            raise DataError(f"{path}: header {cols} needs an id column (one of {ID_COLUMNS}) and a 'labels' column")
         for row in reader:
-            fname = (row["fname"] or "").strip()
-            if not fname:
-                raise DataError(f"{path}:{reader.line_num}: empty fname")
-            if fname in out:
-                raise DataError(f"{path}:{reader.line_num}: fname {fname!r} appears twice")
-            out[fname] = split_labels(row["labels"] or "")
-    return out
+            key = (row[id_col] or "").strip()
+            if not key:
+                raise DataError(f"{path}:{reader.line_num}: empty {id_col}")
+            if key in labels:
+                raise DataError(f"{path}:{reader.line_num}: {id_col} {key!r} appears twice")
+            labels[key] = split_labels(row["labels"] or "")
+            for lab, mid in zip(labels[key], (row.get("mids") or "").split(",")):
+                if mid.strip():
+                    mids[lab] = mid.strip()
+    return LabelsTable(labels, mids)
+
+
+def read_labels_csv(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Clip id -> labels of a labels CSV (`read_labels_table`)."""
+    return read_labels_table(path).labels
 
 
 def write_labels_csv(path: str | Path, records: list[ClipRecord]) -> Path:
