@@ -10,6 +10,7 @@ demo: env
 
 test: env
 	$(PY) -m ruff check hear_sela upstream tests benchmarks examples
+	.venv/bin/lint-imports
 	$(PY) -m pytest -q
 
 gpu-test: env

@@ -14,7 +14,7 @@ from hear_sela.analysis.sources import (
 )
 from hear_sela.config import Config, ConfigError, FrontendConfig
 from hear_sela.data.records import read_labels_table
-from hear_sela.objectives.sela import MultiHead
+from hear_sela.objectives.sela_parts import MultiHead
 
 
 def test_read_labels_csv_fsd50k_schema(tmp_path):

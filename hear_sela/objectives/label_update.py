@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,10 +22,8 @@ from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
 from hear_sela.embed import embed_segments
 from hear_sela.objectives.base import RunContext
+from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 from hear_sela.sinkhorn import Duals, gaussian_marginals, soft_cluster_mass, solve_labels
-
-if TYPE_CHECKING:  # sela.py imports this module
-    from hear_sela.objectives.sela import LabelStore, MultiHead
 
 log = logging.getLogger("hear_sela.label_update")
 
