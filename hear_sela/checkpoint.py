@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
-from hear_sela.encoders import build_encoder
 from hear_sela.fileio import atomic_write
 
 CHECKPOINT_FORMAT = "hear_sela.checkpoint"
@@ -114,6 +113,10 @@ def load_encoder_bundle(path: str | Path, map_location: str | torch.device = "cp
         cfg = config_from_dict(config_dict, source=str(path))
     except ConfigError as e:
         raise CheckpointError(f"{path}: its stored config does not match this version of hear_sela ({e})") from None
+    # imported here: the encoders import timm, hence torch._dynamo and triton, which must come after the HEAR
+    # module's load_triton_beside_tensorflow (heareval_compat) when tensorflow is loaded first
+    from hear_sela.encoders import build_encoder
+
     encoder = build_encoder(cfg)
     try:
         encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -46,3 +46,14 @@ def test_label_update_normalises_the_cached_segments_with_the_frontend_statistic
     labels = _labels_after_one_update(cfg, cache.features)
     assert torch.equal(labels, _labels_after_one_update(plain, pre))
     assert not torch.equal(labels, _labels_after_one_update(plain, cache.features))  # the statistics matter here
+
+
+def test_training_imports_no_sklearn():
+    """sklearn draws from Python's RNG at import; the training path must not import it (resume stays exact whatever
+    the import order)."""
+    import subprocess
+    import sys
+
+    code = "import sys, hear_sela.training.loop, hear_sela.training.relabel; sys.exit('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
