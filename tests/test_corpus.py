@@ -58,6 +58,9 @@ def package(tmp_path: Path) -> Path:
     pad = np.zeros(SR // 2, np.float32)
     sf.write(voice / "whoosh_quiet.wav", np.concatenate([pad, 0.25 * b, pad]), SR, subtype="FLOAT")  # near dup
     sf.write(snd / "bird.wav", _chirp(2.0, 2000, 300), SR, subtype="FLOAT")  # same length as b, other sound
+    t = np.arange(int(2.5 * SR)) / SR
+    for name, f in (("hum_a", 1200), ("hum_b", 1260)):  # one fingerprint band, same envelope; uncorrelated waves
+        sf.write(snd / f"{name}.wav", 0.3 * np.hanning(len(t)) * np.sin(2 * np.pi * f * t), SR, subtype="FLOAT")
     sr = 22050
     long = np.concatenate([_noise_burst(9.0, 2, sr), _chirp(8.0, 100, 400, sr), _noise_burst(8.0, 3, sr)])
     sf.write(music / "theme.wav", np.stack([long, long[::-1]], axis=1), sr)  # 25 s stereo at 22.05 kHz
@@ -84,7 +87,8 @@ def test_dedup_cut_and_bad_files(package: Path):
     assert all(len(c.audio) <= 10 * SR and len(c.audio) >= SR for c in clips)
     assert sum(len(c.audio) for c in clips if "/music/theme_" in c.fname) == pytest.approx(25 * SR, abs=SR * 0.05)
     assert any("bird" in n for n in names)  # same length as the chirp, different sound: kept
-    assert rep.clips == len(clips) == 3 + 3  # crash, whoosh, bird + 3 theme clips
+    assert sum("hum_" in n for n in names) == 2  # same fingerprint, uncorrelated waveforms: both kept
+    assert rep.clips == len(clips) == 5 + 3  # crash, whoosh, bird, rain_a, rain_b + 3 theme clips
 
 
 def test_dry_run_lists_and_writes_nothing(package: Path, tmp_path: Path, capsys):
@@ -92,9 +96,9 @@ def test_dry_run_lists_and_writes_nothing(package: Path, tmp_path: Path, capsys)
     assert cli_main(["corpus", str(out), "--source", f"fake={package}", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert not out.exists()
-    assert "broken.wav" in text and "would write 6 clips" in text
+    assert "broken.wav" in text and "would write 8 clips" in text
     row = next(line for line in text.splitlines() if line.startswith("fake "))
-    assert row.split()[1:6] == ["4", "6", f"{(3 + 2 + 2 + 25) / 3600:.2f}", "1", "1"]
+    assert row.split()[1:6] == ["6", "8", f"{(3 + 2 + 2 + 5 + 25) / 3600:.2f}", "1", "1"]
 
 
 def test_written_corpus_reads_back(package: Path, tmp_path: Path):
@@ -110,7 +114,7 @@ def test_written_corpus_reads_back(package: Path, tmp_path: Path):
     for r in records:
         info = sf.info(r.path)
         assert info.samplerate == SR and info.channels == 1 and 1.0 <= info.duration <= 10.0
-    assert summary["sources"]["fake"]["clips"] == 6 and summary["totals"]["exact_duplicates"] == 1
+    assert summary["sources"]["fake"]["clips"] == 8 and summary["totals"]["exact_duplicates"] == 1
     assert (out / "manifest.json").is_file()
 
 
@@ -121,7 +125,7 @@ def test_output_is_deterministic(package: Path, tmp_path: Path):
         out = tmp_path / name
         write_corpus(out, clips, reports, CorpusConfig())
         trees.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
-    assert trees[0] == trees[1] and len(trees[0]) == 6 + 2
+    assert trees[0] == trees[1] and len(trees[0]) == 8 + 2
 
 
 def test_hours_cap_stops_a_source(package: Path):
@@ -129,6 +133,8 @@ def test_hours_cap_stops_a_source(package: Path):
     assert rep.seconds >= 4 and rep.seconds < 4 + 10 and rep.files_not_reached > 0
     clips, (rep,) = _collect(package, category_hours={"sfx": 4 / 3600})
     assert rep.seconds < 4 + 10 and rep.files_not_reached > 0
+    clips, (rep,) = _collect(package, max_seconds_per_file=9.0)
+    assert sum("/music/theme_" in c.fname for c in clips) == 2  # 8.33 s + 8.33 s crosses 9 s: the third is left
 
 
 def test_trim_and_fingerprint_ignore_gain_and_padding():

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-hours-per-source", type=float, help="cap on any one source (default 1.0, or the YAML's)")
     p.add_argument("--cap", action="append", default=[], metavar="CATEGORY=HOURS",
                    help="cap on all sources of one category, e.g. music=1.5; repeatable")
+    p.add_argument("--max-seconds-per-file", type=float,
+                   help="take at most this much audio from one file (default: all, or the YAML's)")
     p.add_argument("--max-clip-seconds", type=float, default=10.0)
     p.add_argument("--min-clip-seconds", type=float, default=1.0)
     p.add_argument("--format", choices=["flac", "wav"], default="flac")
@@ -64,7 +66,9 @@ def main(args: argparse.Namespace) -> int:
             max_clip_seconds=args.max_clip_seconds, min_clip_seconds=args.min_clip_seconds, format=args.format,
             max_hours_per_source=(args.max_hours_per_source if args.max_hours_per_source is not None
                                   else float(settings.get("max_hours_per_source", 1.0))),
-            category_hours=caps)
+            category_hours=caps,
+            max_seconds_per_file=(args.max_seconds_per_file if args.max_seconds_per_file is not None
+                                  else settings.get("max_seconds_per_file")))
         clips, reports = collect(specs, cfg, keep_audio=not args.dry_run)
         if not clips:
             raise DataError("no clips collected from the sources")

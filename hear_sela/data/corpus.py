@@ -9,11 +9,16 @@ Pipeline per source, in a fixed order so the same inputs always give the same co
    a spectro-temporal fingerprint of the trimmed signal, 32 ms frames x 16 log-spaced bands of power in dB
    relative to the file's maximum, floored at -60 dB. Peak-relative dB ignores gain, trimming ignores padded silence,
    and 32 ms x 1/3-octave-ish resolution ignores codec and resampling noise, while two sounds differing in pitch,
-   timbre or rhythm land far apart. Two files are near duplicates when their fingerprints have the same number of
-   frames (+-1) and a mean absolute difference below `near_dup_db` (2 dB; unrelated sounds measure > 5 dB).
+   timbre or rhythm land far apart. The fingerprint only finds candidates: same number of frames (+-1) and a mean
+   absolute difference below `near_dup_db` (2 dB). Different takes of one sound (two footsteps, two arrow hits) can
+   pass that, so a candidate is a near duplicate only if the waveforms also match: peak normalised
+   cross-correlation >= `near_dup_corr` (0.9; a copy with other gain or padding gives 1.0, a re-encode > 0.95,
+   distinct takes measured 0.27-0.81 on the Debian sources).
 5. Cut the trimmed signal into ceil(L / max_clip_seconds) equal clips (so no tiny remainder), drop clips shorter
    than `min_clip_seconds` or with RMS below `silence_db` dBFS (near-silent), and stop the source once it reaches its
-   hours cap (its own `max_hours`, the global per-source cap, and what is left of its category's cap).
+   hours cap (its own `max_hours`, the global per-source cap, and what is left of its category's cap). At most
+   `max_seconds_per_file` is taken from one file (its first clips), so a source of long songs or ambience loops
+   contributes many files rather than a few.
 6. Write OUT/<source>/<path relative to the source root>_<k>.flac (16-bit), OUT/labels.csv (fname relative to OUT,
    labels = package, source/folder and category) and OUT/manifest.json (per source: files, clips, hours, licence,
    package version, what was dropped and why).
@@ -67,6 +72,8 @@ class CorpusConfig:
     silence_db: float = -60.0  # clip RMS (dBFS) below which a clip is near-silent and dropped
     trim_db: float = -50.0  # file edges quieter than this relative to the file's peak are trimmed
     near_dup_db: float = 2.0
+    near_dup_corr: float = 0.9
+    max_seconds_per_file: float | None = None
     max_hours_per_source: float = 1.0
     category_hours: dict[str, float] = field(default_factory=dict)
     format: str = "flac"
@@ -144,17 +151,27 @@ class NearDuplicateIndex:
         self.max_db = max_db
         self._buckets: dict[int, list[tuple[np.ndarray, str]]] = {}
 
-    def find(self, fp: np.ndarray) -> str | None:  # fp: (F, B)
-        n = len(fp)
+    def candidates(self, fp: np.ndarray) -> list[str]:  # fp: (F, B)
+        n, out = len(fp), []
         for m in (n, n - 1, n + 1):
             for other, key in self._buckets.get(m, ()):
                 k = min(n, m)
                 if float(np.abs(fp[:k] - other[:k]).mean()) < self.max_db:
-                    return key
-        return None
+                    out.append(key)
+        return out
 
     def add(self, fp: np.ndarray, key: str) -> None:
         self._buckets.setdefault(len(fp), []).append((fp, key))
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """(S_a,), (S_b,) -> peak of their normalised cross-correlation over all lags, in [0, 1] (1: same up to gain)."""
+    from scipy.signal import fftconvolve
+
+    energy = float(np.sqrt(np.sum(np.square(a, dtype=np.float64)) * np.sum(np.square(b, dtype=np.float64))))
+    if energy == 0.0:
+        return 0.0
+    return float(np.abs(fftconvolve(a, b[::-1])).max()) / energy
 
 
 def cut_clips(x: np.ndarray, sample_rate: int, max_seconds: float) -> list[tuple[int, np.ndarray]]:
@@ -187,6 +204,7 @@ def collect(sources: list[SourceSpec], cfg: CorpusConfig, keep_audio: bool = Tru
     if len(set(names)) != len(names):
         raise DataError(f"source names must be unique, got {names}")
     exact: dict[str, str] = {}
+    kept_paths: dict[str, Path] = {}  # key -> file, to re-read a near-duplicate candidate
     near = NearDuplicateIndex(cfg.near_dup_db)
     category_left = {k: v * 3600 for k, v in cfg.category_hours.items()}
     min_len = int(round(cfg.min_clip_seconds * cfg.sample_rate))
@@ -231,12 +249,15 @@ def collect(sources: list[SourceSpec], cfg: CorpusConfig, keep_audio: bool = Tru
                 rep.too_short += 1
                 continue
             fp = fingerprint(x)
-            twin = near.find(fp)
+            twin = next((k for k in near.candidates(fp) if similarity(
+                x, trim_silence(load_audio(kept_paths[k], cfg.sample_rate), cfg.trim_db)) >= cfg.near_dup_corr),
+                None)
             if twin is not None:
                 rep.near_duplicates += 1
                 rep.duplicates.append({"file": key, "duplicate_of": twin, "kind": "near"})
                 continue
             near.add(fp, key)
+            kept_paths[key] = path
             stem = Path(rel).with_suffix("").as_posix()
             if stem in used_stems:  # x.ogg and x.wav in one folder
                 stem = f"{stem}_{Path(rel).suffix.lstrip('.').lower()}"
@@ -245,9 +266,10 @@ def collect(sources: list[SourceSpec], cfg: CorpusConfig, keep_audio: bool = Tru
             labels = tuple(dict.fromkeys(_label(t) for t in (
                 spec.package or spec.name, spec.name if folder == "." else f"{spec.name}/{folder}", spec.category)
                 if _label(t)))
-            n_kept = 0
+            n_kept, file_seconds = 0, 0.0
             for k, (start, piece) in enumerate(cut_clips(x, cfg.sample_rate, cfg.max_clip_seconds)):
-                if rep.seconds >= cap:
+                if rep.seconds >= cap or (cfg.max_seconds_per_file is not None
+                                          and file_seconds >= cfg.max_seconds_per_file):
                     break
                 if len(piece) < min_len:
                     rep.too_short += 1
@@ -260,6 +282,7 @@ def collect(sources: list[SourceSpec], cfg: CorpusConfig, keep_audio: bool = Tru
                 rep.clips += 1
                 n_kept += 1
                 rep.seconds += len(piece) / cfg.sample_rate
+                file_seconds += len(piece) / cfg.sample_rate
             rep.files_used += n_kept > 0
         if spec.category in category_left:
             category_left[spec.category] -= rep.seconds
@@ -305,7 +328,8 @@ def write_corpus(out: str | Path, clips: list[Clip], reports: list[SourceReport]
 def load_sources(path: str | Path, base: str | Path) -> tuple[list[SourceSpec], dict]:
     """Sources from a YAML file (see scripts/real_corpus_sources.yaml); roots relative to `base`.
 
-    Returns the specs and the file's top-level settings (max_hours_per_source, category_hours) for CorpusConfig.
+    Returns the specs and the file's top-level settings (max_hours_per_source, category_hours, max_seconds_per_file)
+    for CorpusConfig.
     A source's package version is read from <base>/<package>/.version when the file is there.
     """
     from hear_sela.config import load_yaml
@@ -329,5 +353,5 @@ def load_sources(path: str | Path, base: str | Path) -> tuple[list[SourceSpec], 
         if entry.get("package") and not entry.get("version") and version_file.is_file():
             entry["version"] = version_file.read_text().strip()
         specs.append(SourceSpec(**entry))
-    settings = {k: doc[k] for k in ("max_hours_per_source", "category_hours") if k in doc}
+    settings = {k: doc[k] for k in ("max_hours_per_source", "category_hours", "max_seconds_per_file") if k in doc}
     return specs, settings
