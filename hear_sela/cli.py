@@ -10,6 +10,7 @@ import sys
 
 COMMANDS: dict[str, str] = {
     "demo": "the main job on the embedded corpus: train SeLa and BYOL-A, analyse, evaluate with heareval",
+    "corpus": "collect, deduplicate and cut folders of audio into a 16 kHz pretraining corpus",
     "prepare": "build a dataset's feature cache (decode, resample, segment, log-mel)",
     "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
     "labels": "re-run a label update from a checkpoint and write the labels",

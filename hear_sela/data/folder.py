@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS: frozenset[str] = SOUNDFILE_EXTENSIONS
 
 
-def scan_folder(root: str | Path, labels_csv: str | Path | None = None,
-                extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS) -> list[ClipRecord]:
-    """All audio files under `root` (recursive), sorted, with labels from `labels_csv` when given."""
+def list_audio_files(root: str | Path,
+                     extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Audio files under `root` (recursive, hidden names skipped), sorted by relative POSIX path; none is an error."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"audio folder not found: {root}")
@@ -35,6 +35,14 @@ def scan_folder(root: str | Path, labels_csv: str | Path | None = None,
     )
     if not files:
         raise DataError(f"no audio files ({', '.join(sorted(exts))}) under {root}")
+    return files
+
+
+def scan_folder(root: str | Path, labels_csv: str | Path | None = None,
+                extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS) -> list[ClipRecord]:
+    """All audio files under `root` (recursive), sorted, with labels from `labels_csv` when given."""
+    root = Path(root)
+    files = list_audio_files(root, extensions)
     seen: dict[str, Path] = {}
     for p in files:
         cid = p.relative_to(root).with_suffix("").as_posix()
