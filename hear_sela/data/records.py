@@ -30,24 +30,30 @@ def split_labels(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def read_labels_csv(path: str | Path) -> dict[str, tuple[str, ...]]:
-    """fname -> labels from a CSV with (at least) the columns fname and labels. Errors name the file and line."""
+def read_csv_rows(path: str | Path, columns: tuple[str, ...] = ("fname", "labels")) -> list[tuple[int, dict]]:
+    """(line number, row) for every row of a labels CSV whose header has at least `columns`; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels CSV not found: {path}")
-    out: dict[str, tuple[str, ...]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = {"fname", "labels"} - set(reader.fieldnames or ())
+        missing = set(columns) - set(reader.fieldnames or ())
         if missing:
             raise DataError(f"{path}: header {reader.fieldnames} lacks column(s) {sorted(missing)}")
-        for row in reader:
-            fname = (row["fname"] or "").strip()
-            if not fname:
-                raise DataError(f"{path}:{reader.line_num}: empty fname")
-            if fname in out:
-                raise DataError(f"{path}:{reader.line_num}: fname {fname!r} appears twice")
-            out[fname] = split_labels(row["labels"] or "")
+        return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None})
+                for row in reader]
+
+
+def read_labels_csv(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """fname -> labels from a CSV with (at least) the columns fname and labels. Errors name the file and line."""
+    out: dict[str, tuple[str, ...]] = {}
+    for line, row in read_csv_rows(path):
+        fname = row["fname"]
+        if not fname:
+            raise DataError(f"{path}:{line}: empty fname")
+        if fname in out:
+            raise DataError(f"{path}:{line}: fname {fname!r} appears twice")
+        out[fname] = split_labels(row["labels"])
     return out
 
 
