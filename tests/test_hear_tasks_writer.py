@@ -62,6 +62,16 @@ def _heareval_read(task: Path) -> dict:
     return {"meta": meta, "data_splits": data_splits, "splits": splits}
 
 
+def _read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _write_rows(path: Path, rows: list) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
 def _clips(task: Path) -> list[dict]:
     with open(task / "clips.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -104,10 +114,10 @@ def test_ungrouped_partitions_are_stratified():
 
 def test_tvt_multilabel_and_fixed_length(folder, tmp_path):
     root, csv_path = folder
-    rows = list(csv.reader(open(csv_path)))
+    rows = _read_rows(csv_path)
     rows[1][1] = "yes,loud"  # one multilabel row
     multi = tmp_path / "multi.csv"
-    csv.writer(open(multi, "w", newline="")).writerows(rows)
+    _write_rows(multi, rows)
     task = write_scene_task(root, multi, tmp_path / "tasks", mode="multilabel", split="tvt", group_by="speaker",
                             clip_seconds=0.5)
     read = _heareval_read(task)
@@ -128,7 +138,7 @@ def test_cut_groups_segments_by_file(tmp_path):
         x[round(2 * SAMPLE_RATE):round(3 * SAMPLE_RATE)] = 0.0  # one silent segment, dropped
         sf.write(root / f"f{i}.wav", x, SAMPLE_RATE)
         rows.append((f"f{i}.wav", "a" if i % 2 else "b"))
-    csv.writer(open(tmp_path / "l.csv", "w", newline="")).writerows(rows)
+    _write_rows(tmp_path / "l.csv", rows)
     task = write_scene_task(root, tmp_path / "l.csv", tmp_path / "t", cut=True, clip_seconds=1.0, folds=3)
     clips = _clips(task)
     assert len(clips) == 6 * 4  # 5 whole seconds + a 0.2 s tail (dropped), minus the silent one
@@ -140,13 +150,13 @@ def test_cut_groups_segments_by_file(tmp_path):
 
 def test_bad_rows_are_all_named(folder, tmp_path):
     root, csv_path = folder
-    rows = list(csv.reader(open(csv_path)))
+    rows = _read_rows(csv_path)
     rows.append(["no/ghost.wav", "no", "spk99"])  # line 38: missing file
     rows.append(list(rows[3]))  # line 39: duplicate of line 4
     rows[5][1] = ""  # line 6: empty label
     rows[7][1] = "yes,no"  # line 8: two labels in a multiclass task
     bad = tmp_path / "bad.csv"
-    csv.writer(open(bad, "w", newline="")).writerows(rows)
+    _write_rows(bad, rows)
     with pytest.raises(DataError) as e:
         write_scene_task(root, bad, tmp_path / "tasks", group_by="speaker")
     msg = str(e.value)
