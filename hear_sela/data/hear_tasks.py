@@ -13,13 +13,17 @@ Three tasks, one per kind of HEAR evaluation:
 - synth_events: 1-3 synth events (0.3-0.6 s) at known onsets/offsets over a quiet noise floor, event_onset_200ms_fms and
   segment_1s_er.
 Splits are train/valid/test (60/20/20 %, stratified by class for the multiclass task). Deterministic in `seed`.
+
+`write_scene_task` (the `hear-sela tasks` command) writes the same layout for real audio: a folder plus a labels
+CSV, clips padded/trimmed (or cut) to one length, `presplit_kfold` folds `fold00..` (or train/valid/test) grouped by
+a CSV column, a `clips.csv` of provenance beside it, and `validate_task` checks the result.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,9 +104,9 @@ def _wav_name(i: int) -> str:
     return f"{i:05d}.wav"
 
 
-def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: list[np.ndarray],
+def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: Sequence[np.ndarray] | _TaskAudio,
                 labels: list, splits: dict[str, list[int]]) -> Path:
-    """Write one task: metadata, vocabulary, per-split label JSON and 16-bit WAVs."""
+    """Write one task: metadata, vocabulary, per-split label JSON and 16-bit WAVs; `audio[i]` is clip i, (S,)."""
     task_dir.mkdir(parents=True, exist_ok=True)
     (task_dir / "task_metadata.json").write_text(json.dumps(metadata, indent=2))
     rows = "".join(f"{i},{label}\n" for i, label in enumerate(vocabulary))
