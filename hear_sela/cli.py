@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
+    "tasks": "write a HEAR-format scene task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
 }
 

@@ -13,16 +13,25 @@ Three tasks, one per kind of HEAR evaluation:
 - synth_events: 1-3 synth events (0.3-0.6 s) at known onsets/offsets over a quiet noise floor, event_onset_200ms_fms and
   segment_1s_er.
 Splits are train/valid/test (60/20/20 %, stratified by class for the multiclass task). Deterministic in `seed`.
+
+`write_scene_task` (the `hear-sela tasks` command) writes the same layout for real audio: a folder plus a labels
+CSV, clips padded/trimmed (or cut) to one length, `presplit_kfold` folds `fold00..` (or train/valid/test) grouped by
+a CSV column, a `clips.csv` of provenance beside it, and `validate_task` checks the result.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from hear_sela.data.audio import load_audio
+from hear_sela.data.records import DataError, read_csv_rows, split_labels
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "valid", "test")
@@ -91,9 +100,13 @@ def _split_indices(n: int, rng: np.random.Generator, groups: list[int] | None = 
     return {s: sorted(int(i) for i in v) for s, v in out.items()}
 
 
-def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: list[np.ndarray],
+def _wav_name(i: int) -> str:
+    return f"{i:05d}.wav"
+
+
+def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: Sequence[np.ndarray] | _TaskAudio,
                 labels: list, splits: dict[str, list[int]]) -> Path:
-    """Write one task: metadata, vocabulary, per-split label JSON and 16-bit WAVs."""
+    """Write one task: metadata, vocabulary, per-split label JSON and 16-bit WAVs; `audio[i]` is clip i, (S,)."""
     task_dir.mkdir(parents=True, exist_ok=True)
     (task_dir / "task_metadata.json").write_text(json.dumps(metadata, indent=2))
     rows = "".join(f"{i},{label}\n" for i, label in enumerate(vocabulary))
@@ -103,7 +116,7 @@ def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: li
         wav_dir.mkdir(parents=True, exist_ok=True)
         split_labels = {}
         for i in idx:
-            name = f"{i:05d}.wav"
+            name = _wav_name(i)
             sf.write(wav_dir / name, np.clip(audio[i], -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
             split_labels[name] = labels[i]
         (task_dir / f"{split}.json").write_text(json.dumps(split_labels, indent=1))
@@ -171,3 +184,244 @@ def _write_events(task_dir: Path, classes: list[str], size: int, seed: np.random
         labels.append(events)
     meta = _metadata(task_dir.name, "event", "multilabel", EVENT_SECONDS, ["event_onset_200ms_fms", "segment_1s_er"])
     return _write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng))
+
+
+# ---------------------------------------------------------------- scene tasks from a folder of audio + labels CSV
+
+MAX_DEFAULT_CLIP_SECONDS = 4.0  # the default clip length is the median duration, capped here (embedding cost)
+TVT_WEIGHTS = (0.6, 0.2, 0.2)
+EVALUATION = {"multiclass": ["top1_acc"], "multilabel": ["mAP", "d_prime"]}
+SILENT_PEAK = 1e-3  # a cut segment whose peak stays below this (-60 dBFS) holds nothing to label
+CLIPS_CSV = "clips.csv"  # written beside the task: wav, split, source fname, segment, group (provenance)
+
+
+@dataclass(frozen=True)
+class TaskClip:
+    """One clip of a task: `fname` (relative to the audio folder) from `start` s, its labels and its group."""
+
+    fname: str
+    labels: tuple[str, ...]
+    group: str
+    start: float = 0.0
+
+
+def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multiclass",
+                  group_by: str | None = None) -> list[TaskClip]:
+    """One TaskClip per CSV row (fname relative to `folder`, labels, optional group column), checked.
+
+    Every bad row is named in one DataError line: missing audio file, empty labels, a duplicate fname, several
+    labels in a multiclass task, an empty group.
+    """
+    if mode not in EVALUATION:
+        raise DataError(f"--mode must be one of {sorted(EVALUATION)}, got {mode!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"audio folder not found: {folder}")
+    columns = ("fname", "labels") + ((group_by,) if group_by else ())
+    clips, bad, seen = [], [], {}
+    for line, row in read_csv_rows(labels_csv, columns):
+        fname, labels = row["fname"], split_labels(row["labels"])
+        problem = None
+        if not fname:
+            problem = "empty fname"
+        elif fname in seen:
+            problem = f"duplicate row: {fname!r} already on line {seen[fname]}"
+        elif not (folder / fname).is_file():
+            problem = f"missing file {fname!r}"
+        elif not labels:
+            problem = f"empty label for {fname!r}"
+        elif mode == "multiclass" and len(labels) > 1:
+            problem = f"{len(labels)} labels {list(labels)} for {fname!r} in a multiclass task"
+        elif group_by and not row[group_by]:
+            problem = f"empty {group_by!r} for {fname!r}"
+        if problem:
+            bad.append(f"line {line}: {problem}")
+        else:
+            clips.append(TaskClip(fname, labels, row[group_by] if group_by else fname))
+        seen.setdefault(fname, line)
+    if bad:
+        shown = "; ".join(bad[:20]) + (f"; ... {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise DataError(f"{labels_csv}: {len(bad)} bad row(s): {shown}")
+    if not clips:
+        raise DataError(f"{labels_csv}: no rows")
+    return clips
+
+
+def audio_seconds(path: Path) -> float:
+    """Duration of an audio file from its header (decoding only when the header does not tell)."""
+    try:
+        info = sf.info(str(path))
+        if info.frames > 0 and info.samplerate > 0:
+            return info.frames / info.samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        pass
+    return len(load_audio(path, SAMPLE_RATE)) / SAMPLE_RATE
+
+
+def default_clip_seconds(durations: list[float]) -> float:
+    """The median duration, capped at MAX_DEFAULT_CLIP_SECONDS and rounded to 10 ms."""
+    return max(0.01, round(min(float(np.median(durations)), MAX_DEFAULT_CLIP_SECONDS), 2))
+
+
+def cut_clips(folder: Path, clips: list[TaskClip], seconds: float, max_per_file: int | None = None) -> list[TaskClip]:
+    """Cut each file into consecutive `seconds`-long clips (a tail under half a clip and silent segments dropped).
+
+    The clips of one file keep its labels and group (by default the file itself), so folds never split a file.
+    """
+    out = []
+    n = round(seconds * SAMPLE_RATE)
+    for clip in clips:
+        x = load_audio(folder / clip.fname, SAMPLE_RATE)  # (S,)
+        starts = [s for s in range(0, max(1, len(x) - n // 2), n) if np.abs(x[s:s + n]).max() >= SILENT_PEAK]
+        out += [TaskClip(clip.fname, clip.labels, clip.group, s / SAMPLE_RATE) for s in starts[:max_per_file]]
+    return out
+
+
+def assign_partitions(clips: list[TaskClip], weights: tuple[float, ...], seed: int = 0) -> list[int]:
+    """Partition index per clip, sizes in proportion to `weights`; all clips of a group go to one partition.
+
+    Groups, largest first (ties in seeded random order), go to the partition furthest below its target. When
+    every group is one clip (no --group-by), the same is done per label, so partitions are stratified by label.
+    """
+    rng = np.random.default_rng(seed)
+    w = np.asarray(weights, dtype=np.float64) / sum(weights)
+    members: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        members.setdefault(c.group, []).append(i)
+    grouped = any(len(m) > 1 for m in members.values())
+    strata = {"": list(members)} if grouped else {}
+    if not grouped:
+        for g in members:
+            strata.setdefault("|".join(clips[members[g][0]].labels), []).append(g)
+    part = [-1] * len(clips)
+    filled = np.zeros(len(w))
+    for _, groups in sorted(strata.items()):
+        order = [groups[j] for j in rng.permutation(len(groups))]
+        order.sort(key=lambda g: -len(members[g]))  # stable: random among equal sizes
+        local = np.zeros(len(w))
+        total = sum(len(members[g]) for g in order)
+        for g in order:
+            # furthest below target within the stratum; ties go to the partition with fewer clips overall
+            deficit = w * total - local
+            k = int(np.lexsort((filled, -deficit))[0])
+            for i in members[g]:
+                part[i] = k
+            local[k] += len(members[g])
+            filled[k] += len(members[g])
+    return part
+
+
+class _TaskAudio:
+    """Lazily decoded, fixed-length clips (so a task of thousands of clips never sits in memory)."""
+
+    def __init__(self, folder: Path, clips: list[TaskClip], seconds: float):
+        self.folder, self.clips, self.n = folder, clips, round(seconds * SAMPLE_RATE)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # (S,) float32, zero-padded or trimmed at the end
+        c = self.clips[i]
+        x = load_audio(self.folder / c.fname, SAMPLE_RATE)[round(c.start * SAMPLE_RATE):][:self.n]
+        return np.pad(x, (0, self.n - len(x)))
+
+
+def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | Path, name: str | None = None,
+                     mode: str = "multiclass", split: str = "kfold", folds: int = 5, group_by: str | None = None,
+                     clip_seconds: float | None = None, cut: bool = False, max_clips_per_file: int | None = None,
+                     seed: int = 0) -> Path:
+    """Write a HEAR scene task from a folder of audio and a labels CSV (fname,labels[,group column]).
+
+    Args:
+        folder: audio root; the CSV's fname is relative to it.
+        out_dir: heareval's --tasks-dir; the task goes to out_dir/<name> (default: the CSV's stem).
+        split: "kfold" (presplit_kfold, `folds` folds) or "tvt" (train/valid/test 60/20/20 %).
+        group_by: CSV column whose value never spans two partitions (speaker, source recording, ...).
+        clip_seconds: every clip is padded/trimmed to this; None = median duration capped at 4 s.
+        cut: cut each file into as many clip_seconds clips as it holds (grouped by file unless group_by).
+    Returns:
+        the task directory, checked by `validate_task`.
+    """
+    folder, out_dir = Path(folder), Path(out_dir)
+    if split not in ("kfold", "tvt"):
+        raise DataError(f"--split must be kfold or tvt, got {split!r}")
+    if split == "kfold" and folds < 2:
+        raise DataError(f"--folds {folds}: need at least 2")
+    if clip_seconds is not None and not clip_seconds > 0:
+        raise DataError(f"--clip-seconds {clip_seconds}: must be positive")
+    clips = read_task_csv(folder, labels_csv, mode, group_by)
+    if clip_seconds is None:
+        clip_seconds = default_clip_seconds([audio_seconds(folder / c.fname) for c in clips])
+    if cut:
+        clips = cut_clips(folder, clips, clip_seconds, max_clips_per_file)
+    splits = [f"fold{k:02d}" for k in range(folds)] if split == "kfold" else list(SPLITS)
+    weights = (1.0,) * folds if split == "kfold" else TVT_WEIGHTS
+    part = assign_partitions(clips, weights, seed)
+    empty = [s for k, s in enumerate(splits) if k not in part]
+    if empty:
+        raise DataError(f"{labels_csv}: {len(clips)} clips in {len({c.group for c in clips})} group(s) leave "
+                        f"{empty} empty; use fewer folds or more groups")
+    task_dir = out_dir / (name or Path(labels_csv).stem)
+    if task_dir.exists() and any(task_dir.iterdir()):
+        raise DataError(f"task folder {task_dir} exists and is not empty; remove it or pick another --name")
+    meta = _metadata(task_dir.name, "scene", mode, clip_seconds, EVALUATION[mode])
+    meta.update(version="hear_sela-tasks-1", split_mode="presplit_kfold" if split == "kfold" else "trainvaltest",
+                splits=splits)
+    vocabulary = sorted({label for c in clips for label in c.labels})
+    indices = {s: [i for i, p in enumerate(part) if p == k] for k, s in enumerate(splits)}
+    _write_task(task_dir, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds),
+                [list(c.labels) for c in clips], indices)
+    with open(task_dir / CLIPS_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["wav", "split", "fname", "start", "group", "labels"])
+        for s, idx in indices.items():
+            w.writerows([_wav_name(i), s, clips[i].fname, clips[i].start, clips[i].group, ",".join(clips[i].labels)]
+                        for i in idx)
+    validate_task(task_dir)
+    return task_dir
+
+
+def validate_task(task_dir: str | Path) -> dict[str, int]:
+    """Check a written scene task the way heareval will read it; returns clips per split, or raises DataError.
+
+    metadata keys and split names, labelvocabulary.csv, one {split}.json per split whose files exist as 16 kHz mono
+    WAVs of exactly sample_duration, no file in two splits, labels in the vocabulary (one each when multiclass),
+    and (when clips.csv is there) no group in two splits.
+    """
+    task_dir = Path(task_dir)
+    meta_path = task_dir / "task_metadata.json"
+    if not meta_path.is_file():
+        raise DataError(f"{task_dir}: no task_metadata.json")
+    meta = json.loads(meta_path.read_text())
+    missing = {"task_name", "embedding_type", "prediction_type", "split_mode", "splits", "sample_duration",
+               "evaluation"} - set(meta)
+    if missing:
+        raise DataError(f"{meta_path}: lacks {sorted(missing)}")
+    splits = meta["splits"]
+    want = list(SPLITS) if meta["split_mode"] == "trainvaltest" else sorted(splits)
+    if splits != want or not all(s.startswith("fold") for s in splits if meta["split_mode"] != "trainvaltest"):
+        raise DataError(f"{meta_path}: splits {splits} do not fit split_mode {meta['split_mode']}")
+    vocab = [row[1] for _, row in sorted((int(r["idx"]), (r["idx"], r["label"]))
+                                         for _, r in read_csv_rows(task_dir / "labelvocabulary.csv", ("idx", "label")))]
+    n = round(meta["sample_duration"] * SAMPLE_RATE)
+    counts, owner = {}, {}
+    for s in splits:
+        labels = json.loads((task_dir / f"{s}.json").read_text())
+        for fname, lab in labels.items():
+            if fname in owner:
+                raise DataError(f"{task_dir}: {fname} is in {owner[fname]} and {s}")
+            owner[fname] = s
+            if not lab or not set(lab) <= set(vocab) or (meta["prediction_type"] == "multiclass" and len(lab) != 1):
+                raise DataError(f"{task_dir}/{s}.json: bad labels {lab} for {fname}")
+            info = sf.info(str(task_dir / str(SAMPLE_RATE) / s / fname))
+            if info.samplerate != SAMPLE_RATE or info.channels != 1 or info.frames != n:
+                raise DataError(f"{task_dir}/{SAMPLE_RATE}/{s}/{fname}: {info.samplerate} Hz, {info.channels} ch, "
+                                f"{info.frames} samples; want {SAMPLE_RATE} Hz mono, {n} samples")
+        counts[s] = len(labels)
+    wavs = {p.name for s in splits for p in (task_dir / str(SAMPLE_RATE) / s).glob("*.wav")}
+    if wavs != set(owner):
+        raise DataError(f"{task_dir}: {len(wavs ^ set(owner))} WAV(s) not matching the split JSON files")
+    if (task_dir / CLIPS_CSV).is_file():
+        group_split: dict[str, str] = {}
+        for line, r in read_csv_rows(task_dir / CLIPS_CSV, ("split", "group")):
+            if group_split.setdefault(r["group"], r["split"]) != r["split"]:
+                raise DataError(f"{task_dir / CLIPS_CSV}:{line}: group {r['group']!r} is in "
+                                f"{group_split[r['group']]} and {r['split']}")
+    return counts

@@ -41,31 +41,47 @@ class LabelsTable:
     mids: dict[str, str]
 
 
+def _read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, stripped row)]) of a CSV; the one place a labels CSV is opened."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels CSV not found: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None})
+                for row in reader]
+        return list(reader.fieldnames or ()), rows
+
+
+def read_csv_rows(path: str | Path, columns: tuple[str, ...] = ("fname", "labels")) -> list[tuple[int, dict]]:
+    """(line number, row) for every row of a labels CSV whose header has at least `columns`; errors name the file."""
+    header, rows = _read_rows(path)
+    missing = set(columns) - set(header)
+    if missing:
+        raise DataError(f"{path}: header {header} lacks column(s) {sorted(missing)}")
+    return rows
+
+
 def read_labels_table(path: str | Path) -> LabelsTable:
     """The one labels-CSV reader. Columns: an id column (the first of `ID_COLUMNS` present), `labels`
     (comma-separated) and optionally `mids` (comma-separated, aligned with labels), as FSD50K's dev.csv/eval.csv.
     Errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"labels CSV not found: {path}")
+    header, rows = _read_rows(path)
+    id_col = next((c for c in ID_COLUMNS if c in header), None)
+    if id_col is None or "labels" not in header:
+        raise DataError(f"{path}: header {header} needs an id column (one of {ID_COLUMNS}) and a 'labels' column")
     labels: dict[str, tuple[str, ...]] = {}
     mids: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        id_col = next((c for c in ID_COLUMNS if c in cols), None)
-        if id_col is None or "labels" not in cols:
-            raise DataError(f"{path}: header {cols} needs an id column (one of {ID_COLUMNS}) and a 'labels' column")
-        for row in reader:
-            key = (row[id_col] or "").strip()
-            if not key:
-                raise DataError(f"{path}:{reader.line_num}: empty {id_col}")
-            if key in labels:
-                raise DataError(f"{path}:{reader.line_num}: {id_col} {key!r} appears twice")
-            labels[key] = split_labels(row["labels"] or "")
-            for lab, mid in zip(labels[key], (row.get("mids") or "").split(",")):
-                if mid.strip():
-                    mids[lab] = mid.strip()
+    for line, row in rows:
+        key = row[id_col]
+        if not key:
+            raise DataError(f"{path}:{line}: empty {id_col}")
+        if key in labels:
+            raise DataError(f"{path}:{line}: {id_col} {key!r} appears twice")
+        labels[key] = split_labels(row["labels"])
+        for lab, mid in zip(labels[key], row.get("mids", "").split(",")):
+            if mid.strip():
+                mids[lab] = mid.strip()
     return LabelsTable(labels, mids)
 
 

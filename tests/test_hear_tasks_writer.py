@@ -1,0 +1,202 @@
+"""`hear-sela tasks` / write_scene_task: layout read by heareval's own loader code, grouped folds, bad rows named."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hear_sela.cli import main as cli_main
+from hear_sela.data import hear_tasks
+from hear_sela.data.hear_tasks import SAMPLE_RATE, TaskClip, assign_partitions, validate_task, write_scene_task
+from hear_sela.data.records import DataError
+
+
+def _tone(seconds: float, freq: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    return 0.5 * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.fixture()
+def folder(tmp_path) -> tuple[Path, Path]:
+    """12 speakers x 3 words, varied lengths and rates (one 44.1 kHz stereo file), labels CSV with a speaker column."""
+    root = tmp_path / "audio"
+    rows = []
+    for s in range(12):
+        for w, word in enumerate(("yes", "no", "up")):
+            name = f"{word}/spk{s:02d}_{w}.wav"
+            (root / word).mkdir(parents=True, exist_ok=True)
+            sr = 44100 if (s, w) == (0, 0) else SAMPLE_RATE
+            x = _tone(0.6 + 0.1 * ((s + w) % 5), 200.0 * (w + 1), sr)
+            sf.write(root / name, np.stack([x, x], 1) if sr == 44100 else x, sr)
+            rows.append((name, word, f"spk{s:02d}"))
+    csv_path = tmp_path / "kw.csv"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([("fname", "labels", "speaker"), *rows])
+    return root, csv_path
+
+
+def _heareval_read(task: Path) -> dict:
+    """Read the task as heareval does: its split logic on the metadata, its vocabulary and label reading."""
+    import pandas as pd
+    from heareval.predictions.task_predictions import get_splits_from_metadata, label_vocab_nlabels
+
+    meta = json.loads((task / "task_metadata.json").read_text())
+    data_splits = get_splits_from_metadata(meta)
+    vocab, nlabels = label_vocab_nlabels(task)  # reads labelvocabulary.csv
+    assert list(vocab.columns) == ["idx", "label"] and nlabels == len(vocab)
+    label_to_idx = dict(zip(vocab["label"], vocab["idx"]))
+    splits = {}
+    for split in meta["splits"]:
+        labels = json.load((task / f"{split}.json").open())
+        for fname, lab in labels.items():
+            wav, sr = sf.read(task / str(SAMPLE_RATE) / split / fname)
+            assert sr == SAMPLE_RATE and len(wav) == round(meta["sample_duration"] * sr)
+            assert [label_to_idx[x] for x in lab]  # every label in the vocabulary (KeyError otherwise)
+        splits[split] = labels
+    assert isinstance(pd.DataFrame(vocab), pd.DataFrame)
+    return {"meta": meta, "data_splits": data_splits, "splits": splits}
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _write_rows(path: Path, rows: list) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def _clips(task: Path) -> list[dict]:
+    with open(task / "clips.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_kfold_layout_read_by_heareval(folder, tmp_path):
+    root, csv_path = folder
+    task = write_scene_task(root, csv_path, tmp_path / "tasks", name="kw", group_by="speaker", folds=4)
+    read = _heareval_read(task)
+    meta = read["meta"]
+    assert meta["split_mode"] == "presplit_kfold" and meta["splits"] == ["fold00", "fold01", "fold02", "fold03"]
+    assert meta["embedding_type"] == "scene" and meta["prediction_type"] == "multiclass"
+    assert meta["evaluation"][0] == "top1_acc"
+    assert len(read["data_splits"]) == 4 and all(len(s["train"]) == 2 for s in read["data_splits"])
+    assert sum(len(v) for v in read["splits"].values()) == 36
+    assert meta["sample_duration"] == pytest.approx(0.8)  # median of 0.6..1.0 s
+    # heareval's embeddings runner needs exactly these to exist
+    for split in meta["splits"]:
+        assert (task / f"{split}.json").is_file() and (task / "16000" / split).is_dir()
+
+
+def test_grouped_folds_never_split_a_group(folder, tmp_path):
+    root, csv_path = folder
+    task = write_scene_task(root, csv_path, tmp_path / "tasks", name="kw", group_by="speaker", folds=5, seed=3)
+    fold_of: dict[str, set] = {}
+    for row in _clips(task):
+        fold_of.setdefault(row["group"], set()).add(row["split"])
+        assert row["group"] == Path(row["fname"]).name.split("_")[0]  # the CSV's speaker column
+    assert len(fold_of) == 12 and all(len(f) == 1 for f in fold_of.values())
+    sizes = [len(json.loads((task / f"fold0{k}.json").read_text())) for k in range(5)]
+    assert max(sizes) - min(sizes) <= 3  # groups of 3 clips: balanced up to one group
+
+
+def test_ungrouped_partitions_are_stratified():
+    clips = [TaskClip(f"{i}.wav", (f"c{i % 3}",), f"{i}.wav") for i in range(30)]
+    part = assign_partitions(clips, (1.0,) * 5, seed=0)
+    for label in ("c0", "c1", "c2"):
+        assert sorted(part[i] for i, c in enumerate(clips) if c.labels == (label,)) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_tvt_multilabel_and_fixed_length(folder, tmp_path):
+    root, csv_path = folder
+    rows = _read_rows(csv_path)
+    rows[1][1] = "yes,loud"  # one multilabel row
+    multi = tmp_path / "multi.csv"
+    _write_rows(multi, rows)
+    task = write_scene_task(root, multi, tmp_path / "tasks", mode="multilabel", split="tvt", group_by="speaker",
+                            clip_seconds=0.5)
+    read = _heareval_read(task)
+    assert read["meta"]["split_mode"] == "trainvaltest" and read["meta"]["evaluation"][0] == "mAP"
+    assert [sorted(s) for s in read["data_splits"]] == [["test", "train", "valid"]]
+    n = {s: len(v) for s, v in read["splits"].items()}
+    assert n["train"] > n["valid"] > 0 and n["test"] > 0 and sum(n.values()) == 36
+    assert ["loud", "yes"] in [sorted(v) for v in read["splits"]["train"].values()] + \
+        [sorted(v) for s in ("valid", "test") for v in read["splits"][s].values()]
+
+
+def test_cut_groups_segments_by_file(tmp_path):
+    root = tmp_path / "a"
+    root.mkdir()
+    rows = [("fname", "labels")]
+    for i in range(6):
+        x = _tone(5.2, 300 + 50 * i)
+        x[round(2 * SAMPLE_RATE):round(3 * SAMPLE_RATE)] = 0.0  # one silent segment, dropped
+        sf.write(root / f"f{i}.wav", x, SAMPLE_RATE)
+        rows.append((f"f{i}.wav", "a" if i % 2 else "b"))
+    _write_rows(tmp_path / "l.csv", rows)
+    task = write_scene_task(root, tmp_path / "l.csv", tmp_path / "t", cut=True, clip_seconds=1.0, folds=3)
+    clips = _clips(task)
+    assert len(clips) == 6 * 4  # 5 whole seconds + a 0.2 s tail (dropped), minus the silent one
+    by_file: dict[str, set] = {}
+    for r in clips:
+        by_file.setdefault(r["fname"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_file.values())
+
+
+def test_bad_rows_are_all_named(folder, tmp_path):
+    root, csv_path = folder
+    rows = _read_rows(csv_path)
+    rows.append(["no/ghost.wav", "no", "spk99"])  # line 38: missing file
+    rows.append(list(rows[3]))  # line 39: duplicate of line 4
+    rows[5][1] = ""  # line 6: empty label
+    rows[7][1] = "yes,no"  # line 8: two labels in a multiclass task
+    bad = tmp_path / "bad.csv"
+    _write_rows(bad, rows)
+    with pytest.raises(DataError) as e:
+        write_scene_task(root, bad, tmp_path / "tasks", group_by="speaker")
+    msg = str(e.value)
+    assert "\n" not in msg and str(bad) in msg and "4 bad row(s)" in msg
+    assert "line 38: missing file 'no/ghost.wav'" in msg
+    assert f"line 39: duplicate row: {rows[3][0]!r} already on line 4" in msg
+    assert "line 6: empty label" in msg and "line 8: 2 labels" in msg
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_cli_one_line_errors_and_success(folder, tmp_path, capsys, caplog):
+    root, csv_path = folder
+    assert cli_main(["tasks", str(root), "--labels", str(csv_path), "--out", str(tmp_path / "t"),
+                     "--group-by", "nope"]) == 1
+    assert "lacks column(s) ['nope']" in caplog.text
+    assert cli_main(["tasks", str(root), "--labels", str(csv_path), "--out", str(tmp_path / "t"), "--name", "kw",
+                     "--group-by", "speaker", "--folds", "20"]) == 1  # 12 speakers cannot fill 20 folds
+    assert cli_main(["tasks", str(root), "--labels", str(csv_path), "--out", str(tmp_path / "t"), "--name", "kw",
+                     "--group-by", "speaker", "--folds", "3"]) == 0
+    assert "36 clips" in capsys.readouterr().out
+
+
+def test_validate_catches_a_broken_layout(folder, tmp_path):
+    root, csv_path = folder
+    task = write_scene_task(root, csv_path, tmp_path / "tasks", name="kw", group_by="speaker", folds=3)
+    assert sum(validate_task(task).values()) == 36
+    rows = _clips(task)
+    moved = next(r for r in rows if r["split"] != rows[0]["split"])
+    lines = (task / "clips.csv").read_text().splitlines()
+    # a clip of the first row's group claimed by another split: the group now spans two
+    lines[1 + rows.index(moved)] = lines[1 + rows.index(moved)].replace(moved["group"], rows[0]["group"])
+    (task / "clips.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="is in fold"):
+        validate_task(task)
+    sf.write(task / "16000" / "fold00" / next(iter(json.loads((task / "fold00.json").read_text()))),
+             np.zeros(10), SAMPLE_RATE)
+    with pytest.raises(DataError, match="want 16000 Hz mono"):
+        validate_task(task)
+
+
+def test_hear_tasks_module_has_one_writer():
+    """The synth tasks and user tasks share _write_task (one place that writes the HEAR layout)."""
+    assert hear_tasks._write_task.__module__ == "hear_sela.data.hear_tasks"
