@@ -21,7 +21,17 @@ log = logging.getLogger("hear_sela.separation.sources")
 SPLITS = ("train", "val", "test")
 
 # (ours) common English words covering varied phonemes; the content of the speech does not matter here
-VOCABULARY = ["the", "a", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "green", "blue", "yellow", "black", "white", "small", "large", "old", "new", "quick", "slow", "bright", "dark", "early", "late", "happy", "angry", "quiet", "loud", "river", "mountain", "garden", "window", "kitchen", "station", "market", "forest", "village", "harbour", "bridge", "engine", "signal", "ticket", "letter", "basket", "pencil", "candle", "mirror", "carpet", "blanket", "bottle", "doctor", "teacher", "farmer", "sailor", "driver", "painter", "singer", "player", "walks", "runs", "jumps", "sings", "reads", "writes", "opens", "closes", "carries", "throws", "catches", "pushes", "pulls", "builds", "breaks", "finds", "keeps", "leaves", "brings", "takes", "gives", "sends", "under", "over", "behind", "beside", "between", "through", "across", "toward", "against", "without", "during", "after", "before", "because", "although", "while", "morning", "evening", "winter", "summer", "spring", "autumn", "yesterday", "tomorrow", "always", "never", "often", "sometimes", "quickly", "slowly", "gently", "loudly", "softly", "carefully", "suddenly", "finally", "together", "apart", "inside", "outside", "above", "below", "nearly", "almost"]
+_WORDS = (
+    "the a one two three four five six seven eight nine ten red green blue yellow black white small large old new "
+    "quick slow bright dark early late happy angry quiet loud river mountain garden window kitchen station market "
+    "forest village harbour bridge engine signal ticket letter basket pencil candle mirror carpet blanket bottle "
+    "doctor teacher farmer sailor driver painter singer player walks runs jumps sings reads writes opens closes "
+    "carries throws catches pushes pulls builds breaks finds keeps leaves brings takes gives sends under over "
+    "behind beside between through across toward against without during after before because although while "
+    "morning evening winter summer spring autumn yesterday tomorrow always never often sometimes quickly slowly "
+    "gently loudly softly carefully suddenly finally together apart inside outside above below nearly almost "
+)
+VOCABULARY = tuple(_WORDS.split())
 
 
 def voices(cfg: SourcesConfig, split: str) -> list[str]:

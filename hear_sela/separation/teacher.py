@@ -7,7 +7,8 @@ Features (TeacherConfig.features):
   prototype in notes/seed003_selavi.md 1.9 found it makes mixtures worse).
 - "freqnorm" (ours, the prototype's variant B): the delay theta / omega_f on loud bins below the spatial-aliasing
   frequency c / (2 d_max) (d_max = an upper bound on the array's spacing, TeacherConfig.max_spacing_m) -> 1-D GMM
-  in delay; masks on every bin from a von-Mises phase model per component (phase residual theta - omega_f mu_j, concentration fitted on the GMM's bins).
+  in delay; masks on every bin from a von-Mises phase model per component (phase residual theta - omega_f mu_j,
+  concentration fitted on the GMM's bins).
 Both: the GMM is sklearn's GaussianMixture (full covariance, EM), fitted only on bins with 20 log10|X0| > tau; C_JSD
 compares 1- and N-component fits of the same fitted feature; C_cl counts hard labels on the gated bins (or all).
 Legend: F bins, T frames, N components.
