@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "export": "write an encoder-only export of a checkpoint",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
+    "separate": "split a mono file into two sources with a separation student: hear-sela separate FILE ...",
+    "separation-table": "run the bootstrapped-separation experiment and write its Table 1: ... RECIPE",
 }
 
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     top = parser.parse_args(argv[:idx])
     command = argv[idx]
-    module = importlib.import_module(f"hear_sela.commands.{command}")
+    module = importlib.import_module(f"hear_sela.commands.{command.replace('-', '_')}")
     cmd_parser = sub.choices[command]
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_intermixed_args(argv[idx + 1:])

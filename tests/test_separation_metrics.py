@@ -31,3 +31,14 @@ def test_improvement_is_zero_for_the_mixture_itself():
     s = separation_scores(ref, np.stack([mix, mix]), mix)
     assert s["sdri"] == pytest.approx(0.0, abs=1e-9)
     assert separation_scores(ref, ref, mix)["sdri"] > 50  # the references themselves: a huge improvement
+
+
+def test_partition_similarity_identical_swapped_independent():
+    from hear_sela.separation.metrics import partition_similarity
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 10000)
+    w = rng.random(10000)
+    assert partition_similarity(y, y, w) == pytest.approx(1.0)
+    assert partition_similarity(y, 1 - y, w) == pytest.approx(1.0)  # cluster order is arbitrary
+    assert partition_similarity(y, rng.integers(0, 2, 10000), w) == pytest.approx(0.0, abs=0.01)

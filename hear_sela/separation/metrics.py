@@ -37,3 +37,16 @@ def separation_scores(ref: np.ndarray, est: np.ndarray, mix: np.ndarray) -> dict
                                                       compute_permutation=False, load_diag=1e-10)
     return {"sdr": float(sdr.mean()), "sir": float(sir.mean()), "sar": float(sar.mean()),
             "sdri": float((sdr - sdr0).mean()), "siri": float((sir - sir0).mean())}
+
+
+def partition_similarity(y: np.ndarray, yhat: np.ndarray, w: np.ndarray, k: int = 2) -> float:
+    """1 - chi^2 distance between two weighted partitions of the same bins (the paper's "quality"; our
+    reconstruction after Bach & Jordan 2006, notes/seed003_selavi.md 1.7): with n_rs = sum_i w_i [y_i=r][yhat_i=s],
+    (sum_rs n_rs^2 / (n_r n_s) - 1) / (k - 1). 1 for identical partitions (up to relabelling), 0 for independent.
+    y, yhat ints and w >= 0, all of one shape."""
+    n = np.zeros((k, k))
+    np.add.at(n, (y.ravel(), yhat.ravel()), w.ravel())
+    nr, ns = n.sum(1), n.sum(0)
+    ok = (nr[:, None] > 0) & (ns[None, :] > 0)
+    ratio = np.where(ok, n**2 / np.where(ok, nr[:, None] * ns[None, :], 1.0), 0.0)
+    return float((ratio.sum() - 1.0) / (k - 1))

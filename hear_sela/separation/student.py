@@ -108,7 +108,7 @@ def train_student(train: TrainSet, val: TrainSet, cfg: StudentConfig, epochs: in
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         model.eval()
         with torch.no_grad():
             vloss = sum(float(_loss_on(model, val, np.arange(s, min(s + cfg.batch_size, len(val.feats))), norm, dev))
