@@ -11,7 +11,7 @@ log = logging.getLogger("hear_sela.separation_table")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe YAML, e.g. recipes/separation_cpu.yaml")
+    p.add_argument("recipe", help="recipe YAML, e.g. recipes/separation/cpu.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. student.epochs=2")
 
 

@@ -1,5 +1,5 @@
 """Configuration of the bootstrapped-separation recipe (Seetharaman et al., ICASSP 2019): dataclasses are the truth,
-recipes/separation_*.yaml override them, `a.b=v` overrides override the recipe (the same loader rules as
+recipes/separation/*.yaml override them, `a.b=v` overrides override the recipe (the same loader rules as
 hear_sela.config: unknown keys and wrong types are rejected naming the key and the file).
 
 Defaults are the paper's settings where it states them (notes/seed003_selavi.md Part 1); "(ours)" marks a choice
