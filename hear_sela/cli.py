@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
     "tasks": "write a HEAR-format scene task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
+    "separate": "split a mono file into two sources with a separation student: hear-sela separate FILE ...",
+    "separation-table": "run the bootstrapped-separation experiment and write its Table 1: ... RECIPE",
 }
 
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     top = parser.parse_args(argv[:idx])
     command = argv[idx]
-    module = importlib.import_module(f"hear_sela.commands.{command}")
+    module = importlib.import_module(f"hear_sela.commands.{command.replace('-', '_')}")
     cmd_parser = sub.choices[command]
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_intermixed_args(argv[idx + 1:])
