@@ -26,6 +26,6 @@ done
 start=$(date +%s)
 [[ -x "$VENV/bin/python" ]] || "$UV" venv -q -p "$PY" "$VENV"
 "$UV" pip install -q -p "$VENV/bin/python" --compile-bytecode "${links[@]}" \
-  -c requirements/constraints.txt --override requirements/overrides.txt -e '.[hear,s3prl,analysis,dev]'
+  -c requirements/constraints.txt --override requirements/overrides.txt -e '.[hear,s3prl,analysis,separation,dev]'
 echo "$want" > "$stamp"
 echo "bootstrap: environment ready in $(( $(date +%s) - start )) s, $(du -sh "$VENV" | cut -f1) in $VENV" >&2
