@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "demo": "the main job on the embedded corpus: train SeLa and BYOL-A, analyse, evaluate with heareval",
     "prepare": "build a dataset's feature cache (decode, resample, segment, log-mel)",
     "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
+    "recipes": "list the packaged recipes (usable by name: hear-sela train demo) and the setting each reproduces",
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
