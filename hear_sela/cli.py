@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "recipes": "list the packaged recipes (usable by name: hear-sela train demo) and the setting each reproduces",
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
+    "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
 }
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     top = parser.parse_args(argv[:idx])
     command = argv[idx]
-    module = importlib.import_module(f"hear_sela.commands.{command}")
+    module = importlib.import_module(f"hear_sela.commands.{command.replace('-', '_')}")
     cmd_parser = sub.choices[command]
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_intermixed_args(argv[idx + 1:])

@@ -32,7 +32,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
+from hear_sela.byola_import import load_any_bundle
+from hear_sela.checkpoint import EncoderBundle
 from hear_sela.frontend import LogMel
 from hear_sela.heareval_compat import load_triton_beside_tensorflow
 
@@ -117,7 +118,8 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
     """Load a hear_sela checkpoint or export (or, with no path, the embedded default weights) as a HEAR model.
 
     Args:
-        model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours; "" = embedded default.
+        model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours, or a published BYOL-A
+            AudioNTT2020 state dict (.pth, nttcslab/byol-a); "" = embedded default.
         **options: see `HearOptions` (hop_ms, window_ms, chunk_seconds, batch_seconds).
     Raises:
         CheckpointError (a ValueError) naming the file when it is missing or not ours; ValueError for bad options.
@@ -133,7 +135,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
                 raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall "
                                         "hear_sela, or pass a checkpoint path)")
             path = stack.enter_context(resources.as_file(ref))
-        bundle = load_encoder_bundle(path)
+        bundle = load_any_bundle(path)  # ours, or a published BYOL-A state dict (hear_sela/byola_import.py)
     return HearSelaModel(bundle, opts)
 
 
