@@ -318,13 +318,17 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- recipe YAML (optional) <- dotted overrides. Errors name the file and the key."""
+    """Defaults <- recipe YAML (optional: a path or a packaged recipe's name) <- dotted overrides. Errors name the
+    file and the key."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe not found: {path}")
+        from hear_sela.resources import resolve_recipe
+
+        try:
+            path = resolve_recipe(path)  # a file, or a packaged recipe by name ("demo", "fsd50k_sela")
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
         loaded = load_yaml(path.read_text())
         if loaded is None:
             loaded = {}

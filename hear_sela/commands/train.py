@@ -7,13 +7,13 @@ import logging
 import os
 
 from hear_sela import distributed as dist
-from hear_sela.config import load_config
+from hear_sela.config import ConfigError, load_config
 
 log = logging.getLogger("hear_sela.train")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument("recipe", help="YAML recipe: a path, or a packaged recipe's name (hear-sela recipes)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted config overrides, e.g. train.epochs=10 sela.clusters=500")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from hear_sela.training.loop import train
 
-    cfg = load_config(args.recipe, args.overrides)
+    try:
+        cfg = load_config(args.recipe, args.overrides)
+    except ConfigError as e:  # an expected failure (no such recipe, bad key): one line, no traceback
+        log.error("%s", e)
+        return 1
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun one rank talks (the process group starts later)
         logging.getLogger().setLevel(logging.WARNING)
     try:
