@@ -24,13 +24,13 @@ import torch
 from hear_sela.checkpoint import (
     CheckpointError,
     EncoderBundle,
-    build_encoder,
     encoder_checkpoint_state,
     export_encoder,
     load_encoder_bundle,
     save_checkpoint,
 )
 from hear_sela.config import Config, config_from_dict
+from hear_sela.encoders import build_encoder
 
 # nttcslab/byol-a README: "stats = [-5.4919195, 5.0389895]" (log-mel mean / std over AudioSet)
 BYOLA_NORM_MEAN = -5.4919195

@@ -92,7 +92,7 @@ def test_frames_context_appends_the_heads_pooling_of_the_frames_around_t(models)
 def test_short_windows_are_windows_of_short_window_ms(models):
     audio = _noise(1, 1.5, seed=2)
     short = hear_sela.get_timestamp_embeddings(audio, models["short_windows"])[0]
-    explicit = hear_sela.load_model(window_ms=models["short_windows"].options.short_window_ms)
+    explicit = hear_sela.load_model(timestamp_mode="windows", window_ms=models["short_windows"].options.short_window_ms)
     torch.testing.assert_close(short, hear_sela.get_timestamp_embeddings(audio, explicit)[0])
     assert models["short_windows"].window_frames < models["windows"].window_frames
 
