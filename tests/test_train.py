@@ -14,6 +14,7 @@ import torch
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError, load_config
 from hear_sela.training.loop import NonFiniteLossError, train
+from hear_sela.training.state import ResumeError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402
@@ -82,7 +83,7 @@ def test_non_finite_loss_aborts_with_a_clear_message(tmp_path: Path):
 def test_resume_guards(tmp_path: Path):
     cfg = tiny_config(tmp_path, **{"train.epochs": 1})
     final = train(cfg, cache=tiny_cache())
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ResumeError, match="--resume"):
         train(cfg, cache=tiny_cache())
     assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
     assert load_checkpoint(final)["finished"]
@@ -144,3 +145,33 @@ def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
     with open(tmp_path / "stored.csv") as f:
         labels = [int(r["label"]) for r in csv.DictReader(f)]
     assert labels == stored["labels"].reshape(-1).tolist()
+
+
+def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
+    from test_train_resume import assert_same
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        over = {"sela.update_epochs": [0, 1]}
+        train(tiny_config(tmp_path / "ref", **{**over, "train.epochs": 2}), cache=tiny_cache())
+        run = tmp_path / "run"
+        train(tiny_config(run, **{**over, "train.epochs": 1}), cache=tiny_cache())
+        # final.pt leaves out the mixup memory (most of a real checkpoint); last.pt keeps it for the exact resume
+        assert load_checkpoint(run / "final.pt")["local"]["augment"]["mixup._extra_state"]["memory"] is None
+        assert load_checkpoint(run / "last.pt")["local"]["augment"]["mixup._extra_state"]["filled"] == 8
+        with caplog.at_level("INFO", logger="hear_sela.train"):
+            final = train(tiny_config(run, **{**over, "train.epochs": 2}), resume="auto", cache=tiny_cache())
+    finally:
+        torch.set_num_threads(threads)
+    assert "extending the run to train.epochs=2" in caplog.text
+    a, b = load_checkpoint(tmp_path / "ref" / "final.pt"), load_checkpoint(final)
+    assert (b["epoch"], b["step"], b["finished"]) == (2, 8, True)
+    for ckpt in (a, b):
+        ckpt["config"]["train"].pop("out_dir")
+    assert_same(a, b)  # 1 epoch, then extended to 2 = 2 epochs straight
+    def untimed(out: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in records(out, "labels")]
+
+    assert untimed(tmp_path / "ref") == untimed(run) and len(untimed(run)) == 2  # none dropped, none repeated
+    assert [r["loss"] for r in records(tmp_path / "ref", "train")] == [r["loss"] for r in records(run, "train")]

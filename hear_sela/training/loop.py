@@ -30,7 +30,7 @@ import yaml
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
-from hear_sela.config import Config, config_to_dict
+from hear_sela.config import Config, ConfigError, config_to_dict
 from hear_sela.data.segments import SegmentDataset, make_loader
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
@@ -66,14 +66,15 @@ def open_cache(cfg: Config):
 # ---------------------------------------------------------------- logging
 
 
-def _kept(record: dict[str, Any], resume_step: int) -> bool:
-    return record["step"] < resume_step or (record["step"] == resume_step and record["kind"] != "labels")
+def _kept(record: dict[str, Any], resume_step: int, finished: bool) -> bool:
+    # a finished run's checkpoint comes after the label update at its last step; any other before it
+    return record["step"] < resume_step or (record["step"] == resume_step and (finished or record["kind"] != "labels"))
 
 
 class Logger:
     """Rank-0 scalars to TensorBoard and to a JSONL file (one object per record, with the global step)."""
 
-    def __init__(self, out_dir: Path, resume_step: int | None):
+    def __init__(self, out_dir: Path, resume_step: int | None, finished: bool = False):
         self.enabled = dist.is_main()
         self.path = out_dir / "metrics.jsonl"
         self.tb = None
@@ -82,7 +83,7 @@ class Logger:
         if resume_step is not None and self.path.exists():  # drop records past the checkpoint we resume from
             # train records at step s were written before the checkpoint at s, label updates at s after it
             kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln and _kept(json.loads(ln), resume_step)]
+                    if ln and _kept(json.loads(ln), resume_step, finished)]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         elif resume_step is None:
             self.path.write_text("")
@@ -158,7 +159,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     dataset = SegmentDataset(cache.features)
     n = len(dataset)
     if tc.batch_size % dist.world_size():
-        raise ValueError(f"train.batch_size={tc.batch_size} (the global batch) is not divisible by the "
+        raise ConfigError(f"train.batch_size={tc.batch_size} (the global batch) is not divisible by the "
                          f"{dist.world_size()} ranks")
     rank_batch = tc.batch_size // dist.world_size()
     steps_per_epoch = batches_per_epoch(n, rank_batch, tc.max_steps_per_epoch)
@@ -183,9 +184,15 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         log.info("resumed %s at epoch %d, step %d (%d in the epoch)", ckpt_path, pos["epoch"], pos["step"],
                  pos["epoch_step"])
         if ckpt.get("finished"):
-            log.info("%s is a finished run; nothing to do", ckpt_path)
-            return ckpt_path
-    logger = Logger(out_dir, pos["step"] if ckpt_path is not None else None)
+            if pos["epoch"] >= tc.epochs:
+                log.info("%s is a finished run of %d epochs; nothing to do (set train.epochs above %d to extend it)",
+                         ckpt_path, pos["epoch"], pos["epoch"])
+                return ckpt_path
+            log.info("%s finished %d epochs; extending the run to train.epochs=%d: the learning-rate schedule%s "
+                     "follow the new count", ckpt_path, pos["epoch"], tc.epochs,
+                     " and SeLa's label-update schedule" if objective.name == "sela" else "")
+    logger = Logger(out_dir, pos["step"] if ckpt_path is not None else None,
+                    finished=ckpt_path is not None and bool(ckpt.get("finished")))
     runner = objective.net
     if dist.world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -256,7 +263,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     check(pending)
     objective.scheduled_work(run, pos["step"])
     final = out_dir / "final.pt"
-    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
+    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True}, resumable=False)
     save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
     logger.close()
     return final
