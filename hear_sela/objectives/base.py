@@ -92,5 +92,7 @@ class Objective:
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], new_data: bool = False) -> None:
+        """new_data: `state` was trained on other segments (a resume on changed data): keep the weights, drop what
+        is per segment."""
         raise NotImplementedError

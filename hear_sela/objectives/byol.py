@@ -112,7 +112,7 @@ class ByolObjective(Objective):
         return {"projector": self.net.projector.state_dict(), "predictor": self.net.predictor.state_dict(),
                 "target": self.target.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], new_data: bool = False) -> None:  # nothing per segment
         self.net.projector.load_state_dict(state["projector"])
         self.net.predictor.load_state_dict(state["predictor"])
         self.target.load_state_dict(state["target"])

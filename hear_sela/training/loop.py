@@ -35,7 +35,14 @@ from hear_sela.data.segments import SegmentDataset, make_loader
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
 from hear_sela.training.optim import build_optimizer, build_scheduler
-from hear_sela.training.state import build_objective, find_resume, load_state, restore_rng, save_state
+from hear_sela.training.state import (
+    build_objective,
+    check_resume_data,
+    find_resume,
+    load_state,
+    restore_rng,
+    save_state,
+)
 
 log = logging.getLogger("hear_sela.train")
 
@@ -56,11 +63,11 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def open_cache(cfg: Config):
+def open_cache(cfg: Config, records: list | None = None):
     """The run's feature cache (rank 0 builds or opens it while the other ranks wait, then they open it)."""
     from hear_sela.data.prepare import prepare_cache
 
-    return prepare_cache(cfg, progress=dist.is_main())
+    return prepare_cache(cfg, progress=dist.is_main(), records=records)
 
 
 # ---------------------------------------------------------------- logging
@@ -154,7 +161,10 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     dist.barrier()
 
     # ---- data: the feature cache; its statistics normalise the input and travel inside every checkpoint
-    cache = cache if cache is not None else open_cache(cfg)
+    records, new_data = None, False
+    if ckpt_path is not None and cache is None:  # a changed data set is refused before the cache is touched
+        records, new_data = check_resume_data(cfg, ckpt_path, device)
+    cache = cache if cache is not None else open_cache(cfg, records)
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     dataset = SegmentDataset(cache.features)
     n = len(dataset)
@@ -179,8 +189,10 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     # ---- resume
     pos = {"epoch": 0, "epoch_step": 0, "step": 0}
     if ckpt_path is not None:
-        ckpt = load_state(ckpt_path, objective, augment, opt, sched, device)
+        ckpt = load_state(ckpt_path, objective, augment, opt, sched, device, new_data=new_data)
         pos = {k: int(ckpt[k]) for k in pos}
+        if new_data and pos["epoch_step"]:  # the old batch order means nothing on new data: redo the epoch
+            pos["epoch_step"] = 0
         log.info("resumed %s at epoch %d, step %d (%d in the epoch)", ckpt_path, pos["epoch"], pos["step"],
                  pos["epoch_step"])
         if ckpt.get("finished"):
@@ -202,7 +214,8 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     amp = tc.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
     last = out_dir / "last.pt"
-    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n}
+    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n,
+             "cache_fingerprint": cache.manifest.get("fingerprint")}
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
                  objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())

@@ -89,20 +89,58 @@ def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched,
                 old.unlink(missing_ok=True)
 
 
-def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device) -> dict[str, Any]:
-    """Restore everything `save_state` wrote except the RNG states, which come back in the returned checkpoint as
-    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers)."""
+def _load_for_resume(path: Path) -> dict[str, Any]:
     try:
-        ckpt = load_checkpoint(path, map_location="cpu")
+        return load_checkpoint(path, map_location="cpu")
     except CheckpointError as e:
         raise CheckpointError(f"{e}; resume another checkpoint (--resume PATH) or start afresh in a new "
                               "train.out_dir") from None
+
+
+def check_resume_data(cfg: Config, path: Path, device: torch.device) -> tuple[list | None, bool]:
+    """Before the feature cache is touched: does the data `cfg` describes still give the cache the checkpoint
+    trained on? Returns (the clip records when rank 0 built them, data changed). A change raises ResumeError naming
+    it (files added and removed) and the two ways on, unless train.resume_relabel is set."""
+    from hear_sela.data.prepare import cache_dir_of, data_change, planned_cache
+
+    ckpt = _load_for_resume(path)  # on every rank: a bad checkpoint fails everywhere, before any collective
+    fingerprint = ckpt.get("cache_fingerprint")
+    if fingerprint is None:  # written before checkpoints recorded it: the manifest it trained on, if still there
+        from hear_sela.data.cache import MANIFEST, read_cache_json
+
+        old = read_cache_json(Path(ckpt.get("cache_dir") or cache_dir_of(cfg)) / MANIFEST) or {}
+        if old.get("shape", [None])[0] == ckpt.get("n_segments"):
+            fingerprint = old.get("fingerprint")
+    records, change = None, None
+    if fingerprint is not None and dist.is_main():
+        records, ident = planned_cache(cfg)
+        change = data_change(cfg, fingerprint, records, ident)
+    changed = bool(dist.all_reduce(torch.tensor([float(change is not None)], device=device))[0])
+    if changed and not cfg.train.resume_relabel:
+        store = ckpt.get("label_store")
+        fits = f"its label store ({tuple(store['labels'].shape)}: heads x segments) would not fit and " \
+            if store is not None else ""
+        raise ResumeError(f"{path}: the data changed since this checkpoint was written ({change or 'see rank 0'}); "
+                          f"{fits}resuming would rebuild the feature cache. Train into a new train.out_dir, or "
+                          "continue from its weights on the new data with train.resume_relabel=true")
+    if changed:
+        log.warning("%s: the data changed (%s); continuing from its weights on the new data "
+                    "(train.resume_relabel=true)", path, change or "see rank 0")
+    return records, changed
+
+
+def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device, new_data: bool = False
+               ) -> dict[str, Any]:
+    """Restore everything `save_state` wrote except the RNG states, which come back in the returned checkpoint as
+    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers). new_data: the
+    checkpoint trained on other data (train.resume_relabel): the objective keeps only what does not depend on it."""
+    ckpt = _load_for_resume(path)
     if ckpt.get("objective") != objective.name:
         raise ResumeError(f"{path}: checkpoint of objective {ckpt.get('objective')!r}, this run trains "
                           f"{objective.name!r}: set train.objective={ckpt.get('objective')}, or resume another "
                           "checkpoint")
     objective.encoder.load_state_dict(ckpt["encoder"])
-    objective.load_state_dict(ckpt)
+    objective.load_state_dict(ckpt, new_data=new_data)
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     local = ckpt["local"]
