@@ -175,3 +175,50 @@ def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
 
     assert untimed(tmp_path / "ref") == untimed(run) and len(untimed(run)) == 2  # none dropped, none repeated
     assert [r["loss"] for r in records(tmp_path / "ref", "train")] == [r["loss"] for r in records(run, "train")]
+
+
+def _kill_units(objective, dims: int) -> None:
+    """Make the encoder's first `dims` output units dead: their last Linear rows and biases 0, then ReLU gives 0."""
+    last = objective.encoder.fc[3]
+    with torch.no_grad():
+        last.weight[:dims] = 0
+        last.bias[:dims] = -1.0  # ReLU(-1) = 0 for every input
+
+
+@pytest.mark.parametrize("objective_name", ["sela", "byol"])
+def test_dead_units_are_measured_in_training_and_the_label_update(tmp_path: Path, objective_name: str):
+    import dataclasses
+
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.state import build_objective
+
+    cache = tiny_cache()
+    cfg = tiny_config(tmp_path, objective_name)
+    cfg = dataclasses.replace(cfg, frontend=cache.frontend)
+    objective = build_objective(cfg, len(cache), torch.device("cpu"))
+    assert np.isnan(objective.dead_units())  # nothing seen yet
+    _kill_units(objective, 8)  # of d = 32
+    objective.train(False)  # no dropout: the count below sees the same outputs
+    views = torch.randn(objective.views, 8, 1, 16, 16)
+    objective.loss(torch.arange(8), views)
+    with torch.no_grad():
+        zero = torch.stack([(objective.encoder(v) == 0).all(0) for v in views]).all(0)  # (D,) over every view
+    assert objective.dead_units() == pytest.approx(float(zero.float().mean())) and zero[:8].all()
+    if objective_name == "sela":
+        from hear_sela.embed import embed_segments
+
+        stats = objective.update_labels(RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features))
+        emb = embed_segments(objective.encoder, cache.features, cache.frontend, 8, torch.device("cpu"))  # (N, D)
+        assert stats["dead_units"] == pytest.approx(float((emb == 0).all(0).float().mean()))
+        assert stats["dead_units"] >= 8 / 32
+
+
+def test_dead_units_are_logged_and_reported(tmp_path: Path):
+    from hear_sela.analysis.core import dead_units_of
+
+    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    for kind in ("train", "labels"):
+        assert all(0 <= r["dead_units"] <= 1 for r in records(tmp_path, kind)) and records(tmp_path, kind)
+    feats = np.abs(np.random.default_rng(0).normal(size=(10, 6)))
+    feats[:, [1, 4]] = 0
+    assert dead_units_of({"encoder": feats}) == {"encoder": pytest.approx(2 / 6)}

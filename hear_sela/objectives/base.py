@@ -18,6 +18,7 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import Config
+from hear_sela.embed import dead_fraction
 
 
 def _no_log(kind: str, step: int, values: dict[str, float]) -> None:
@@ -77,6 +78,14 @@ class Objective:
             for module in self.modules():
                 for buf in module.buffers():
                     dist.broadcast(buf, 0)
+
+    def dead_units(self) -> float:
+        """Share of embedding dimensions that were 0 for every clip of the last training batch (all ranks'
+        batches); `net` records `alive` (D,) bool at each forward. NaN before the first step."""
+        alive = getattr(self.net, "alive", None)
+        if alive is None:
+            return float("nan")
+        return dead_fraction(dist.all_reduce(alive.float()))
 
     def scheduled_work(self, run: RunContext, step: int) -> None:
         """Called by the loop before every optimiser step `step` (and once after the last step, with step = the

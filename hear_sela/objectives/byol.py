@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_sela.config import ByolConfig
+from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective
 
 
@@ -51,8 +52,15 @@ class ByolNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, P), or (V, B, 1, F, T) -> (V, B, P)
         if x.dim() == 5:
-            return per_view(self, x, self.memory_format)
-        return self.predictor(self.projector(self.encoder(x)))
+            preds, alive = [], []
+            for view in x.unbind(0):
+                preds.append(self(view.contiguous(memory_format=self.memory_format)))
+                alive.append(self.alive)
+            self.alive = torch.stack(alive).any(0)  # (D,): over both views, for the dead-unit log
+            return torch.stack(preds)
+        z = self.encoder(x)  # (B, D)
+        self.alive = alive_dims(z)
+        return self.predictor(self.projector(z))
 
 
 class ByolTarget(nn.Module):

@@ -21,6 +21,7 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
+from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.objectives.label_update import update_labels
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
@@ -36,7 +37,9 @@ class SelaNet(nn.Module):
         self.encoder, self.heads = encoder, heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, H, K)
-        return self.heads(self.encoder(x).float())
+        z = self.encoder(x).float()  # (B, D)
+        self.alive = alive_dims(z)  # (D,): for the dead-unit log
+        return self.heads(z)
 
 
 def sela_loss(logits: torch.Tensor, labels: torch.Tensor, confidences: torch.Tensor | None = None,

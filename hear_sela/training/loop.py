@@ -259,7 +259,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                 now = time.perf_counter()
                 logger.write("train", pos["step"], {"loss": value, "lr": sched.get_last_lr()[0],
                                                     "clips_per_s": clips_log / max(now - t_log, 1e-9),
-                                                    "epoch": epoch})
+                                                    "epoch": epoch, "dead_units": objective.dead_units()})
                 t_log, clips_log = now, 0
                 if dist.is_main():
                     loader.set_postfix(loss=f"{value:.4f}")
