@@ -54,7 +54,30 @@ def main(argv: list[str] | None = None) -> int:
     args.command, args.verbose = command, top.verbose
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        hint = getattr(module, "interrupted_hint", None)  # a command may say where it stopped and how to go on
+        print(f"hear-sela {command}: interrupted" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.verbose or not expected_error(e):  # -v: the traceback too
+            raise
+        print(f"hear-sela {command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def expected_error(e: BaseException) -> bool:
+    """Failures a user causes and can fix (bad config, input, checkpoint, an existing run): one line, no traceback.
+    Their messages name the problem, the file and the fix. Imported here, not at the top, to keep --help fast."""
+    from hear_sela.checkpoint import CheckpointError
+    from hear_sela.config import ConfigError
+    from hear_sela.data.audio import AudioError
+    from hear_sela.data.cache import CacheError
+    from hear_sela.training.loop import NonFiniteLossError
+    from hear_sela.training.state import ResumeError
+
+    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError)
 
 
 if __name__ == "__main__":

@@ -125,13 +125,13 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     `compare` checkpoint's encoder (name -> path). `cache`: an open FeatureCache of the data (default: built or
     opened from the data config, as training does).
     """
-    from hear_sela.checkpoint import load_encoder_bundle
+    from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
     from hear_sela.training.state import read_checkpoint
 
     checkpoint = Path(checkpoint)
     ckpt = read_checkpoint(checkpoint)
     if ckpt.objective != "sela":
-        raise ValueError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
+        raise CheckpointError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
                          "analyse a SeLa checkpoint")
     cfg = ckpt.config
     objective = ckpt.build_objective()

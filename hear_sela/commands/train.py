@@ -20,6 +20,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue <train.out_dir>/last.pt (or the checkpoint given) exactly where it stopped")
 
 
+def interrupted_hint(args: argparse.Namespace) -> str:
+    """After Ctrl-C: where the last checkpoint is and the command that resumes it."""
+    import shlex
+    from pathlib import Path
+
+    from hear_sela.checkpoint import load_checkpoint
+
+    cfg = load_config(args.recipe, args.overrides)
+    last = Path(cfg.train.out_dir) / "last.pt"
+    again = shlex.join(["hear-sela", "train", args.recipe, *args.overrides])
+    if not last.is_file():
+        return (f"no checkpoint written yet in {last.parent} (one is written at each epoch's end, or every "
+                f"train.ckpt_every_steps steps); start again with: {again}")
+    ckpt = load_checkpoint(last)
+    return (f"the last checkpoint is {last} (epoch {ckpt['epoch']}, step {ckpt['step']}); resume with: "
+            f"{again} --resume")
+
+
 def main(args: argparse.Namespace) -> int:
     from hear_sela.training.loop import train
 

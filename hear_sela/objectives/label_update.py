@@ -20,7 +20,7 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
-from hear_sela.embed import embed_segments
+from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 from hear_sela.sinkhorn import Duals, gaussian_marginals, soft_cluster_mass, solve_labels
@@ -99,6 +99,7 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
                          channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
                          progress=run.progress)  # (N_r, D)
     t_embed = time.perf_counter() - t0
+    dead = dead_fraction(dist.all_reduce(alive_dims(emb).float()))  # dims 0 for every segment, over all ranks
     n_total = len(run.features)
     # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
     stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
@@ -125,7 +126,8 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
                   "solver_iterations_mean": float(result.iterations.float().mean()),
                   "solver_error": float(result.error.max()), "solver_converged": float(result.converged.all()),
                   "solver_seconds": float(result.seconds), "embed_seconds": t_embed,
-                  "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean())})
+                  "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean()),
+                  "dead_units": dead})
     if dist.is_main():
         store.history.append(stats)
         if not bool(result.converged.all()):
