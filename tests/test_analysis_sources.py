@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from hear_sela.analysis.metrics import purity
 from hear_sela.analysis.sources import (
     clip_mean,
     data_config,
@@ -14,7 +15,6 @@ from hear_sela.analysis.sources import (
     mean_log_mel,
     segment_embeddings,
 )
-from hear_sela.analysis.metrics import purity
 from hear_sela.config import Config, ConfigError, FrontendConfig
 from hear_sela.data.folder import scan_folder
 from hear_sela.data.records import ClipRecord, DataError, match_label_rows, read_labels_table
