@@ -155,7 +155,7 @@ class SelaConfig:
     warm_start: bool = True  # (ours; the audio SeLa code has it, off) previous duals seed the next solve
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
-    solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol nears ~N*1.2e-7
+    solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol < 2 x ~N*5e-7
 
 
 @dataclass

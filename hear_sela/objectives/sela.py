@@ -23,7 +23,7 @@ from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective, RunContext
-from hear_sela.objectives.label_update import update_labels
+from hear_sela.objectives.label_update import load_marginals, update_labels
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 
 log = logging.getLogger("hear_sela.train")
@@ -67,6 +67,7 @@ class SelaObjective(Objective):
     def __init__(self, cfg: SelaConfig, encoder: nn.Module, n_segments: int, seed: int,
                  device: torch.device | str = "cpu"):
         self.cfg = cfg
+        load_marginals(cfg)  # a bad prior file fails here, not at the first label update after embedding everything
         heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout)
         super().__init__(SelaNet(encoder, heads).to(device))
         self.store = LabelStore.initial(cfg.heads, n_segments, cfg.clusters, seed, device)
