@@ -9,7 +9,8 @@ embeddings are computed exactly as during the label update.
   structural probe), so each chunk's kept frames equal the frames of one pass over the whole clip; the head then
   pools all frames of the clip at once (audiontt's max + mean is over every frame of the clip, never per chunk).
   Chunking therefore changes nothing but memory (up to float rounding).
-- Timestamp embedding at t: the clip embedding of a window of `window_ms` (default: the training crop) centred on
+- Timestamp embedding at t: the clip embedding of a window of `window_ms` (default: the training input, i.e. the
+  crop, or the whole segment when augment.crop_frames=0) centred on
   t, i.e. the representation the objective was trained on, at a hop of `hop_ms` (default 50). The encoders' own
   frame strides (80 ms for audiontt, 640 ms for resnet at hop 20 ms) are too coarse for event onsets, and their
   frame features were never trained on their own. Outside the clip is digital silence.
@@ -33,6 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
+from hear_sela.config import Config
 from hear_sela.frontend import LogMel
 from hear_sela.heareval_compat import load_triton_beside_tensorflow
 
@@ -45,7 +47,7 @@ class HearOptions:
     """Options accepted by `load_model(..., **options)` (heareval: `--model-options '{"hop_ms": 25}'`)."""
 
     hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
-    window_ms: float | None = None  # timestamp window; None = the training crop (augment.crop_frames frames)
+    window_ms: float | None = None  # timestamp window; None = the training input (crop, or the whole segment)
     chunk_seconds: float = 10.0  # encoder span per chunk of a long clip (memory, not results)
     batch_seconds: float = 120.0  # audio seconds (windows or chunks) per encoder forward pass (memory)
 
@@ -86,7 +88,7 @@ class HearSelaModel(nn.Module):
 
         stride = int(self.encoder.time_stride)
         frame_ms = 1000.0 * cfg.frontend.hop_length / self.sample_rate
-        window_ms = options.window_ms if options.window_ms is not None else cfg.augment.crop_frames * frame_ms
+        window_ms = options.window_ms if options.window_ms is not None else self.training_frames(cfg) * frame_ms
         # whole encoder frames, at least the encoder's minimum input
         self.window_frames = max(int(self.encoder.min_frames), stride * max(1, round(window_ms / frame_ms / stride)))
         self.context_frames = receptive_context(self.encoder, cfg.frontend.n_mels)
@@ -97,6 +99,13 @@ class HearSelaModel(nn.Module):
         # the normalised log-mel of digital silence: what lies outside a clip
         self.silence = float(self.frontend.normalize(torch.tensor(math.log(cfg.frontend.eps))))
         self.eval()
+
+    def training_frames(self, cfg: Config) -> int:
+        """Log-mel frames of one training input: the crop, or (crop_frames=0) a whole cached segment."""
+        if cfg.augment.crop_frames > 0:
+            return int(cfg.augment.crop_frames)
+        # the cache cuts round(segment_seconds * rate) samples per segment (data.cache_build.SegmentSpec)
+        return self.frontend.num_frames(round(cfg.data.segment_seconds * self.sample_rate))
 
     def train(self, mode: bool = True) -> HearSelaModel:
         """Inference-only wrapper: stays in eval mode (BatchNorm running stats, no dropout) whatever is asked."""
@@ -119,6 +128,10 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
     Args:
         model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours; "" = embedded default.
         **options: see `HearOptions` (hop_ms, window_ms, chunk_seconds, batch_seconds).
+    Returns:
+        the model; audio passed to the embedding functions must be mono at `model.sample_rate` (16000 for the
+        shipped recipes). The HEAR API carries no rate, so other rates cannot be detected and are silently read as
+        this one: resample first, e.g. `torchaudio.functional.resample(audio, 48000, model.sample_rate)`.
     Raises:
         CheckpointError (a ValueError) naming the file when it is missing or not ours; ValueError for bad options.
     """
