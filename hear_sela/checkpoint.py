@@ -37,7 +37,32 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+# Leading bytes of files people pass for a model by mistake, to name what the file really is (torch files start
+# with b"PK" (zip) or b"\x80" (pickle), so none of these can be one).
+_FOREIGN_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"RIFF", "a RIFF (WAV) audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
+    (b"ID3", "an MP3 audio file"), (b"\xff\xfb", "an MP3 audio file"), (b"FORM", "an AIFF audio file"),
+    (b"{", "a JSON file"),
+)
+_MODEL_FILES = "pass a hear_sela training checkpoint (.pt) or export (.safetensors / .pt)"
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Name what a file evidently is when it cannot be a checkpoint (a 0-byte file, audio), before a loader's
+    own error (torch.load of a WAV: `IndexError: pop from empty list`) hides it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        return  # missing or unreadable: the loader says so
+    kind = "an empty file (0 bytes)" if not head else next(
+        (kind for magic, kind in _FOREIGN_MAGIC if head.startswith(magic)), None)
+    if kind is not None:
+        raise CheckpointError(f"{path}: is {kind}, not a model; {_MODEL_FILES}")
+
+
 def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    _refuse_foreign(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:

@@ -12,8 +12,9 @@ embeddings are computed exactly as during the label update.
 - Timestamp embedding at t (`timestamp_mode`, default "frames", chosen from the measurements in README "Timestamp
   modes"): "frames" = the encoder's frame features of that single chunked pass over the clip, interpolated at t
   (hear_frames.py); "frames_context" appends the head's pooling of the frames around t; "windows" = the clip
-  embedding of a `window_ms` window (default: the training crop) centred on t, silence outside the clip (each
-  second encoded ~19 times, onsets blur); "short_windows" = the same with `short_window_ms` windows.
+  embedding of a `window_ms` window (default: the training input, i.e. the crop, or the whole segment when
+  augment.crop_frames=0) centred on t, silence outside the clip (each second encoded ~19 times, onsets blur);
+  "short_windows" = the same with `short_window_ms` windows.
 - Timestamps are window centres in ms, t_i = i * hop_ms (computed per index, not accumulated), for
   i = 0 .. floor(duration / hop_ms), so the last one is never after the end of the clip.
 
@@ -35,6 +36,7 @@ from torch import nn
 
 from hear_sela.byola_import import load_any_bundle
 from hear_sela.checkpoint import EncoderBundle
+from hear_sela.config import Config
 from hear_sela.frontend import LogMel
 from hear_sela.hear_frames import context_frames_of, interpolate_frames, pooled_context
 from hear_sela.heareval_compat import load_triton_beside_tensorflow
@@ -57,9 +59,9 @@ class HearOptions:
 
     hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
     timestamp_mode: str = "frames"  # one of TIMESTAMP_MODES; default from README "Timestamp modes"
-    window_ms: float | None = None  # windows: the window; None = the training crop (augment.crop_frames frames)
+    window_ms: float | None = None  # windows: the window; None = the training input (crop, or the whole segment)
     short_window_ms: float = 320.0  # short_windows: the window (4 audiontt frames)
-    context_ms: float | None = None  # frames_context: the pooled span; None = the training crop
+    context_ms: float | None = None  # frames_context: the pooled span; None = the training input
     chunk_seconds: float = 10.0  # encoder span per chunk of a long clip (memory, not results)
     batch_seconds: float = 120.0  # audio seconds (windows or chunks) per encoder forward pass (memory)
 
@@ -102,12 +104,12 @@ class HearSelaModel(nn.Module):
         self.scene_embedding_size = int(self.encoder.embed_dim)
         stride = int(self.encoder.time_stride)
         frame_ms = 1000.0 * cfg.frontend.hop_length / self.sample_rate
-        crop_ms = cfg.augment.crop_frames * frame_ms
+        train_ms = self.training_frames(cfg) * frame_ms
         with_context = options.timestamp_mode == "frames_context"
         self.timestamp_embedding_size = (2 if with_context else 1) * int(self.encoder.embed_dim)
         # frames_context: the pooled span in input frames
-        self.context_span = context_frames_of(options.context_ms or crop_ms, frame_ms, stride)
-        window_ms = options.window_ms if options.window_ms is not None else crop_ms
+        self.context_span = context_frames_of(options.context_ms or train_ms, frame_ms, stride)
+        window_ms = options.window_ms if options.window_ms is not None else train_ms
         if options.timestamp_mode == "short_windows":
             window_ms = options.short_window_ms
         # whole encoder frames, at least the encoder's minimum input
@@ -120,6 +122,13 @@ class HearSelaModel(nn.Module):
         # the normalised log-mel of digital silence: what lies outside a clip
         self.silence = float(self.frontend.normalize(torch.tensor(math.log(cfg.frontend.eps))))
         self.eval()
+
+    def training_frames(self, cfg: Config) -> int:
+        """Log-mel frames of one training input: the crop, or (crop_frames=0) a whole cached segment."""
+        if cfg.augment.crop_frames > 0:
+            return int(cfg.augment.crop_frames)
+        # the cache cuts round(segment_seconds * rate) samples per segment (data.cache_build.SegmentSpec)
+        return self.frontend.num_frames(round(cfg.data.segment_seconds * self.sample_rate))
 
     def train(self, mode: bool = True) -> HearSelaModel:
         """Inference-only wrapper: stays in eval mode (BatchNorm running stats, no dropout) whatever is asked."""
@@ -143,6 +152,10 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
         model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours, or a published BYOL-A
             AudioNTT2020 state dict (.pth, nttcslab/byol-a); "" = embedded default.
         **options: see `HearOptions` (hop_ms, window_ms, chunk_seconds, batch_seconds).
+    Returns:
+        the model; audio passed to the embedding functions must be mono at `model.sample_rate` (16000 for the
+        shipped recipes). The HEAR API carries no rate, so other rates cannot be detected and are silently read as
+        this one: resample first, e.g. `torchaudio.functional.resample(audio, 48000, model.sample_rate)`.
     Raises:
         CheckpointError (a ValueError) naming the file when it is missing or not ours; ValueError for bad options.
     """

@@ -8,8 +8,10 @@ import random
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
+import hear_sela
 from hear_sela.checkpoint import (
     CheckpointError,
     encoder_checkpoint_state,
@@ -106,6 +108,22 @@ def test_foreign_files_raise_checkpoint_error_naming_the_file(tmp_path, kind):
         with pytest.raises(CheckpointError) as e:
             loader(path)
         assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("clip.wav", "a RIFF (WAV) audio file"),
+                                            ("clip.pt", "a RIFF (WAV) audio file"),
+                                            ("model.pt", "an empty file (0 bytes)")])
+def test_audio_or_empty_file_as_a_model_says_what_it_is(tmp_path, name, kind):
+    path = tmp_path / name
+    if "empty" in kind:
+        path.write_bytes(b"")
+    else:
+        sf.write(path, np.zeros(1600, dtype=np.float32), 16000, format="WAV")
+    for loader in (load_checkpoint, load_encoder_bundle, hear_sela.load_model):
+        with pytest.raises(CheckpointError) as e:
+            loader(str(path))
+        message = str(e.value)
+        assert message.startswith(f"{path}: is {kind}, not a model") and "\n" not in message
 
 
 def test_export_is_not_a_training_checkpoint(trained, tmp_path):

@@ -99,7 +99,16 @@ def _bad(tmp_path, case: str):
     if case == "zero_bytes":
         path = tmp_path / "zero.flac"
         path.write_bytes(b"")
-        return path, "corrupt"
+        return path, "empty file (0 bytes)"
+    if case == "zero_bytes_wav":
+        path = tmp_path / "zero.wav"
+        path.write_bytes(b"")
+        return path, "empty file (0 bytes)"
+    if case.startswith("truncated"):  # a copy cut off mid-file: the header still says 1 s
+        path = tmp_path / "cut.wav"
+        sf.write(path, _tone(440.0, 16000, 1.0), 16000, subtype="FLOAT" if case.endswith("float") else "PCM_16")
+        path.write_bytes(path.read_bytes()[:-6001])
+        return path, "truncated WAV: the header declares 16000 frames (1.000 s)"
     if case == "empty":
         path = tmp_path / "empty.wav"
         sf.write(path, np.zeros(0, dtype=np.float32), 16000)
@@ -117,8 +126,8 @@ def _bad(tmp_path, case: str):
     raise AssertionError(case)
 
 
-BAD_CASES = ["missing", "dangling_symlink", "directory", "corrupt", "zero_bytes", "empty", "nan", "inf",
-             "unsupported_format"]
+BAD_CASES = ["missing", "dangling_symlink", "directory", "corrupt", "zero_bytes", "zero_bytes_wav", "truncated_pcm16",
+             "truncated_float", "empty", "nan", "inf", "unsupported_format"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -129,3 +138,20 @@ def test_bad_inputs_raise_audio_error_naming_file_and_problem(tmp_path, case):
     assert isinstance(e.value, ValueError)
     assert e.value.path == str(path) and str(path) in str(e.value)
     assert phrase in e.value.reason
+    assert "\n" not in str(e.value)  # one line
+
+
+def test_complete_wavs_with_extra_chunks_are_not_called_truncated(tmp_path):
+    # a LIST chunk after the data and an odd-length chunk before it (word-padded) are normal WAV layouts
+    path = tmp_path / "tagged.wav"
+    sf.write(path, _tone(440.0, 16000, 0.5), 16000, subtype="PCM_24")
+    raw = path.read_bytes()
+    odd = b"junk" + (3).to_bytes(4, "little") + b"abc\x00"
+    tail = b"LIST" + (4).to_bytes(4, "little") + b"INFO"
+    body = raw[12:36] + odd + raw[36:] + tail  # fmt chunk, odd chunk, data chunk, LIST chunk
+    whole = b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
+    path.write_bytes(whole)
+    assert len(load_audio(path)) == 8000
+    path.write_bytes(whole[:-3000])  # the same layout cut off: the header is walked past the odd chunk
+    with pytest.raises(AudioError, match="truncated WAV: the header declares 8000 frames"):
+        load_audio(path)

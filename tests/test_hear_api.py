@@ -196,20 +196,30 @@ def test_receptive_context_is_structural(model, resnet_model):
     assert resnet_model.context_frames == 224
 
 
-def test_outputs_follow_the_input_device_and_model_device(model):
-    x = _noise(1, 0.5)
-    assert hear_sela.get_scene_embeddings(x, model).device == x.device
-    emb, ts = hear_sela.get_timestamp_embeddings(x, model)
-    assert emb.device == x.device and ts.device == x.device
-
-
 @pytest.mark.gpu
-def test_cuda_model_and_input(model):
-    m = model.to("cuda")
+@pytest.mark.parametrize(("model_device", "input_device"), [("cuda", "cuda"), ("cuda", "cpu"), ("cpu", "cuda")])
+def test_outputs_follow_the_input_device(model, model_device, input_device):
+    # needs two devices: on a CPU-only machine every tensor is on the CPU and a device check cannot fail
     x = _noise(2, 1.0)
-    scene_gpu = hear_sela.get_scene_embeddings(x.cuda(), m)
-    assert scene_gpu.device.type == "cuda"
-    scene_cpu_input = hear_sela.get_scene_embeddings(x, m)  # computed on the model's device, returned on the input's
-    assert scene_cpu_input.device.type == "cpu"
-    torch.testing.assert_close(scene_gpu.cpu(), scene_cpu_input, rtol=1e-4, atol=1e-4)
-    model.to("cpu")
+    reference = hear_sela.get_scene_embeddings(x, model.to("cpu"))
+    m = model.to(model_device)
+    try:
+        xin = x.to(input_device)
+        scene = hear_sela.get_scene_embeddings(xin, m)
+        emb, ts = hear_sela.get_timestamp_embeddings(xin, m)
+    finally:
+        model.to("cpu")
+    assert scene.device.type == emb.device.type == ts.device.type == input_device
+    torch.testing.assert_close(scene.cpu(), reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("encoder", "frontend"), [("audiontt", "byola"), ("resnet18", "sela_audio")])
+def test_whole_segment_training_gives_a_whole_segment_timestamp_window(tmp_path, encoder, frontend):
+    """augment.crop_frames=0 trains on whole cached segments: the default window is one segment, not one stride."""
+    ckpt = _checkpoint(tmp_path / "whole.pt", encoder, frontend={"preset": frontend},
+                       augment={"crop_frames": 0}, data={"segment_seconds": 3.0})
+    m = hear_sela.load_model(ckpt)
+    segment_frames = m.frontend.num_frames(3 * m.sample_rate)  # what the cache stores per segment
+    stride = int(m.encoder.time_stride)
+    assert abs(m.window_frames - segment_frames) <= stride / 2  # rounded to whole encoder frames
+    assert m.window_frames % stride == 0

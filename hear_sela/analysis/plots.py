@@ -12,10 +12,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-TOP_COLOURS = 20  # categories drawn in colour on the 2-D map (tab20); the rest are grey
+# Distinct colours for the largest categories of the 2-D map: tab10 without grey when few enough, else tab20 without
+# its two greys plus two dark tones of tab20b (grey means "other": every further category, drawn light grey).
+_GREYS = {"tab10": {7}, "tab20": {14, 15}}
+_EXTRA = ("#393b79", "#8c6d31")
+TOP_COLOURS = 20
 
 
 def cluster_label_heatmap(counts: np.ndarray, sizes: np.ndarray, vocab: Sequence[str], path: Path,
@@ -44,13 +50,29 @@ def cluster_label_heatmap(counts: np.ndarray, sizes: np.ndarray, vocab: Sequence
 
 
 def cluster_size_histogram(sizes: np.ndarray, path: Path, title: str = "") -> Path:
-    """Histogram of clips per cluster over all K clusters (empty ones included). sizes (K,)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    ax.hist(sizes, bins=min(50, max(5, int(sizes.max()) + 1)), color="#4477aa")
-    ax.set_xlabel("clips per cluster")
-    ax.set_ylabel("clusters")
+    """Clips per cluster over all K clusters (empty ones included). sizes (K,).
+
+    Up to 40 clusters: one bar per cluster, largest first. More: a histogram whose bins are whole numbers of clips
+    (each bin holds the integer sizes [a, a + w)), so no bin straddles an integer.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
     empty = int((sizes == 0).sum())
-    ax.set_title(title or f"cluster sizes (K={len(sizes)}, {empty} empty)", fontsize=9)
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    if len(sizes) <= 40:
+        ordered = np.sort(sizes)[::-1]
+        ax.bar(np.arange(len(sizes)), ordered, width=0.8, color="#4477aa")
+        ax.set_xlabel("clusters, largest first")
+        ax.set_ylabel("clips")
+        ax.set_xticks([])
+    else:
+        width = max(1, int(np.ceil((int(sizes.max()) + 1) / 40)))
+        edges = np.arange(0, int(sizes.max()) + width + 1, width) - 0.5  # integer sizes sit inside bins
+        ax.hist(sizes, bins=edges, color="#4477aa", edgecolor="white", linewidth=0.5)
+        ax.set_xlabel("clips per cluster" + (f" (bins of {width})" if width > 1 else ""))
+        ax.set_ylabel("clusters")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_title(title or f"cluster sizes (K={len(sizes)}, {empty} empty, median {np.median(sizes):g} clips)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -82,28 +104,43 @@ def project_2d(embeddings: np.ndarray, seed: int = 0, max_tsne: int = 5000) -> t
     return x50[:, :2], "PCA"
 
 
+def _palette(n: int) -> list[tuple[float, ...]]:
+    """n <= TOP_COLOURS distinct, non-grey colours."""
+    name, size = ("tab10", 10) if n <= 9 else ("tab20", 20)
+    cmap = plt.get_cmap(name)
+    colours = [cmap(i) for i in range(size) if i not in _GREYS[name]] + [matplotlib.colors.to_rgba(c) for c in _EXTRA]
+    return colours[:n]
+
+
 def _categorical(ax, xy: np.ndarray, cats: Sequence[str], title: str) -> None:
-    names, counts = np.unique(np.asarray(cats, dtype=object).astype(str), return_counts=True)
-    shown = list(names[np.argsort(-counts, kind="stable")][:TOP_COLOURS])
-    rest = ~np.isin(np.asarray(cats, dtype=str), shown)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=5, c="#cccccc", label="other" if rest.any() else None)
-    cmap = plt.get_cmap("tab20")
-    for i, name in enumerate(shown):
-        sel = np.asarray(cats, dtype=str) == name
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i), label=name[:24])
+    cats = np.asarray(cats, dtype=object).astype(str)
+    names, counts = np.unique(cats, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    shown = list(names[order][:TOP_COLOURS])
+    rest = ~np.isin(cats, shown)
+    if rest.any():  # underneath, small: context, not a category
+        n_rest = len(names) - len(shown)
+        ax.scatter(xy[rest, 0], xy[rest, 1], s=4, c="#d0d0d0", linewidths=0,
+                   label=f"other: {n_rest} smaller ({int(rest.sum())} clips)")
+    for colour, name, count in zip(_palette(len(shown)), shown, counts[order][:len(shown)], strict=True):
+        sel = cats == name
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=7, color=colour, linewidths=0, label=f"{name[:24]} ({count})")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(fontsize=6, markerscale=2, loc="best")
+    # beside the panel, never over the points
+    ax.legend(fontsize=6, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False, handletextpad=0.2)
 
 
 def embedding_map(xy: np.ndarray, clusters: np.ndarray, reference: Sequence[str], method: str, path: Path) -> Path:
     """Two panels of the same 2-D map (C, 2): coloured by cluster and by (first) reference label."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.0), layout="constrained")
+    n_clusters, n_labels = len(np.unique(clusters)), len(set(reference))
     _categorical(axes[0], xy, [f"cluster {c}" for c in clusters], f"{method} of clip embeddings: by cluster "
-                 f"(top {TOP_COLOURS})")
-    _categorical(axes[1], xy, reference, f"by reference label (top {TOP_COLOURS})")
-    fig.tight_layout()
+                 f"({min(n_clusters, TOP_COLOURS)} largest of {n_clusters} in colour)")
+    _categorical(axes[1], xy, reference, f"by reference label ({min(n_labels, TOP_COLOURS)} most common of "
+                 f"{n_labels} in colour)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

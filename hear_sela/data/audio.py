@@ -56,6 +56,45 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     return wav.numpy().T.astype(np.float32, copy=False), int(sr)
 
 
+def _riff_data_bytes(path: Path) -> tuple[int, int, int] | None:
+    """(declared data bytes, bytes present after the data header, block align) of a RIFF/WAVE file, else None.
+
+    libsndfile clamps a data chunk that runs past the end of the file to what is there and reads it without an
+    error; the header still says how much there should be. Unknown lengths of streamed WAVs (0, 0xFFFFFFFF) give
+    None, as does anything that is not a plain RIFF/WAVE chunk list.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(12)[:4] != b"RIFF":
+            return None
+        block_align, pos = 0, 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(8)
+            chunk, length = head[:4], int.from_bytes(head[4:], "little")
+            if chunk == b"fmt " and length >= 14:
+                block_align = int.from_bytes(f.read(14)[12:14], "little")
+            if chunk == b"data":
+                if length in (0, 0xFFFFFFFF) or block_align <= 0:
+                    return None
+                return length, size - pos - 8, block_align
+            pos += 8 + length + (length & 1)  # chunks are word-aligned
+    return None
+
+
+def _check_complete(path: Path, frames: int, sr: int) -> None:
+    """Raise AudioError when a WAV's header promises more audio than the file holds (a cut-off copy)."""
+    found = _riff_data_bytes(path)
+    if found is None:
+        return
+    declared, present, block_align = found
+    if present < declared:
+        want = declared // block_align
+        raise AudioError(path, f"truncated WAV: the header declares {want} frames ({want / sr:.3f} s) but the file "
+                               f"holds {frames} ({frames / sr:.3f} s); the copy is incomplete, copy or download it "
+                               "again")
+
+
 def resample(x: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
     """(S,) at orig_sr -> (ceil(S * sample_rate / orig_sr),) float32 at sample_rate."""
     if orig_sr == sample_rate:
@@ -67,17 +106,21 @@ def resample(x: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
 def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Decode `path`, downmix to mono (channel mean), resample to `sample_rate`: (S,) float32.
 
-    Raises AudioError naming the file and the problem: missing, not a file, unreadable/corrupt, empty (0 samples),
-    NaN or infinite samples. Digital silence is valid audio and is returned as such.
+    Raises AudioError naming the file and the problem: missing, not a file, a 0-byte file, unreadable/corrupt, a
+    truncated WAV (header longer than the data), empty (0 samples), NaN or infinite samples.
+    Digital silence is valid audio and is returned as such.
     """
     path = Path(path)
     if not path.exists():
         raise AudioError(path, "file not found" + (" (dangling symlink)" if path.is_symlink() else ""))
     if not path.is_file():
         raise AudioError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes): nothing was written to it, or the copy failed")
     data, sr = _read(path)  # (S, C)
     if sr <= 0:
         raise AudioError(path, f"invalid sample rate {sr}")
+    _check_complete(path, data.shape[0], sr)
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(path, "empty audio (0 samples)")
     bad = ~np.isfinite(data)
