@@ -30,7 +30,6 @@ from hear_sela.checkpoint import (
     save_checkpoint,
 )
 from hear_sela.config import Config, config_from_dict
-from hear_sela.encoders import build_encoder
 
 # nttcslab/byol-a README: "stats = [-5.4919195, 5.0389895]" (log-mel mean / std over AudioSet)
 BYOLA_NORM_MEAN = -5.4919195
@@ -111,6 +110,9 @@ def read_byola_file(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
 def byola_bundle(path: str | Path) -> EncoderBundle:
     """A published BYOL-A file as an EncoderBundle (what `hear_sela.load_model("FILE.pth")` uses)."""
     cfg, state = read_byola_file(path)
+    # imported here, not at module level: timm pulls triton, which must load after heareval_compat's fix
+    from hear_sela.encoders import build_encoder
+
     encoder = build_encoder(cfg)
     encoder.load_state_dict(state)
     return EncoderBundle(encoder=encoder.eval(), config=cfg, source=str(path), objective=cfg.train.objective)
