@@ -6,7 +6,11 @@ A second line times a long clip (chunked with overlap vs one pass), where the wr
 for bounded memory. On a shared CPU, wall times drift with other jobs; the CPU-time ratio (this process's CPU
 seconds) is the steadier number there.
 
+Then, for each HEAR `timestamp_mode`, get_timestamp_embeddings' throughput and its ratio to the same raw forward
+(target for the default mode: >= 1 / 1.5 = 0.67, i.e. within 1.5x of the raw forward).
+
     python benchmarks/hear_overhead.py [--model CKPT] [--device cpu|cuda] [--clips 32 --seconds 4]
+        [--timestamp-modes windows,frames]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 import hear_sela
+from hear_sela.hear import TIMESTAMP_MODES
 
 
 def _time(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, float]:
@@ -32,8 +37,9 @@ def _time(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, 
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(model, audio: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median wall and CPU seconds per batch, raw forward vs get_scene_embeddings."""
+def measure(model, audio: torch.Tensor, repeats: int, ts_model=None) -> dict[str, float]:
+    """Median wall and CPU seconds per batch, raw forward vs get_scene_embeddings (or, given `ts_model`, vs
+    get_timestamp_embeddings of that model)."""
     device = audio.device
 
     def raw() -> torch.Tensor:
@@ -41,6 +47,8 @@ def measure(model, audio: torch.Tensor, repeats: int) -> dict[str, float]:
             return model.encoder(model.frontend(audio).unsqueeze(1))  # (N, D)
 
     def wrapped() -> torch.Tensor:
+        if ts_model is not None:
+            return hear_sela.get_timestamp_embeddings(audio, ts_model)[0]  # (N, K, D)
         return hear_sela.get_scene_embeddings(audio, model)  # (N, D)
 
     raw(), wrapped()  # warm-up
@@ -59,6 +67,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--long-seconds", type=float, default=120.0, help="one long clip; 0 to skip")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--timestamp-modes", default=",".join(TIMESTAMP_MODES),
+                   help="comma-separated HEAR timestamp modes to time on the short clips ('' to skip)")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -76,6 +86,15 @@ def main() -> None:
         cpu = f", CPU-time ratio {t['raw_cpu'] / t['wrap_cpu']:.3f}" if device.type == "cpu" else ""
         print(f"{n:3d} x {seconds:6.1f} s: raw {total / t['raw_wall']:8.1f} audio-s/s, get_scene_embeddings "
               f"{total / t['wrap_wall']:8.1f} audio-s/s, ratio {t['raw_wall'] / t['wrap_wall']:.3f}{cpu}")
+    audio = (torch.rand(args.clips, round(args.seconds * model.sample_rate), generator=g) * 2 - 1).to(device)
+    total = args.clips * args.seconds
+    for mode in filter(None, args.timestamp_modes.split(",")):
+        ts_model = hear_sela.load_model(args.model, timestamp_mode=mode).to(device)
+        t = measure(model, audio, args.repeats, ts_model=ts_model)
+        cpu = f", CPU-time ratio {t['raw_cpu'] / t['wrap_cpu']:.3f}" if device.type == "cpu" else ""
+        print(f"timestamps {mode:15s} {args.clips} x {args.seconds} s: raw {total / t['raw_wall']:8.1f} audio-s/s, "
+              f"get_timestamp_embeddings {total / t['wrap_wall']:8.1f} audio-s/s, ratio "
+              f"{t['raw_wall'] / t['wrap_wall']:.3f}{cpu}")
 
 if __name__ == "__main__":
     main()

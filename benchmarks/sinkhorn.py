@@ -19,6 +19,12 @@ cluster sizes min-max over heads; × fp64 = fp64 loop time / this time; × floor
   python benchmarks/sinkhorn.py --device cuda          # the issue's sizes, ~10 min on an H100
   python benchmarks/sinkhorn.py --device cpu           # scaled-down sizes, a few minutes
   python benchmarks/sinkhorn.py --quick                # smoke test
+  python benchmarks/sinkhorn.py --dtypes               # float32 vs float64, dense and matrix-free (one head)
+
+--dtypes prints its own table (DTYPE_SIZES, N x K, one head): the dense kernel (stored logits) and the matrix-free
+kernel (recomputed per chunk from features, kernel="dense") in float32 and float64, tolerance 0.1, capped at
+--max-iters; columns: seconds, iterations, final error, converged, seconds / float64's seconds in the same run,
+% labels equal to float64's.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ LAMB, TOL = 25.0, 0.1
 GPU_SIZES = "40966x1000x10,40966x3000x10,200000x1000x10,200000x3000x10,1000000x1000x10,1000000x3000x10,2000000x3000x10"
 CPU_SIZES = "4000x100x2,10000x300x2,40966x1000x2"
 QUICK_SIZES = "4000x100x2"
+DTYPE_SIZES = "50000x100,100000x100,50000x1000"
 
 
 def realistic(n: int, k: int, heads: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,16 +272,52 @@ def pot(name: str, logits: torch.Tensor, iters: int, ref_labels: torch.Tensor, h
                   "1 head run, x H" + ("" if finite else ", plan has NaN/inf"))
 
 
+def dtype_sweep(sizes: str, device: torch.device, max_iters: int, kernels: str = "dense,matrix-free") -> None:
+    """float32 vs float64 on the dense and the matrix-free kernel, one head; see the module docstring."""
+    head = "| N x K | kernel | dtype | seconds | iters | error | converged | x fp64 time | = fp64 labels % |"
+    rows = []
+    for spec in sizes.split(","):
+        n, k = (int(v) for v in spec.lower().split("x"))
+        feats, weights = realistic(n, k, 1, device)
+        logits = logits_of(feats, weights)
+        for kernel, inputs in (("dense", {"logits": logits}), ("matrix-free", {"features": feats, "weights": weights})):
+            if kernel not in kernels.split(","):
+                continue
+            runs = {}
+            for dtype in (torch.float64, torch.float32):
+                runs[dtype] = solve_labels(**inputs, kernel="dense", dtype=dtype, tol=TOL, max_iters=max_iters)
+            ref = runs[torch.float64]
+            for dtype, res in runs.items():
+                agree = (res.labels == ref.labels).double().mean().item() * 100
+                rows.append(f"| {n:,} x {k} | {kernel} ({res.kernel}) | {str(dtype)[6:]} | {res.seconds:.2f} | "
+                            f"{res.iterations.max().item()} | {res.error.max().item():.3g} | "
+                            f"{bool(res.converged.all())} | {res.seconds / ref.seconds:.2f} | {agree:.4g} |")
+                print(rows[-1], flush=True)
+        del feats, weights, logits
+    print()
+    print(f"# float32 vs float64, lambda {LAMB}, tol {TOL}, max_iters {max_iters}, torch {torch.__version__}, "
+          f"{device}, {torch.get_num_threads()} threads")
+    print(head)
+    print("|" + "---|" * 9)
+    print("\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sizes", default=None, help="comma-separated NxKxH (default depends on the device)")
     ap.add_argument("--quick", action="store_true", help=f"smoke test at {QUICK_SIZES}")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--dtypes", action="store_true", help="float32 vs float64 table instead (sizes NxK)")
+    ap.add_argument("--max-iters", type=int, default=2000, help="solver cap for --dtypes")
+    ap.add_argument("--kernels", default="dense,matrix-free", help="kernels for --dtypes")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.dtypes:
+        dtype_sweep(args.sizes or DTYPE_SIZES, device, args.max_iters, args.kernels)
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split(",")]
 

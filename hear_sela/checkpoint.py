@@ -68,7 +68,8 @@ def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[st
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as e:  # pickle, zip and safe-unpickler errors all mean "not a checkpoint of ours"
-        raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).splitlines() or [""])[0].split(". ")[0][:160]  # torch's own text runs to many lines
+        raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(obj, dict) or obj.get("format") not in (CHECKPOINT_FORMAT, EXPORT_FORMAT):
         raise CheckpointError(f"{path}: not a hear_sela checkpoint or export (no 'format' marker)")
     return obj

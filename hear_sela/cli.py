@@ -13,8 +13,10 @@ COMMANDS: dict[str, str] = {
     "corpus": "collect, deduplicate and cut folders of audio into a 16 kHz pretraining corpus",
     "prepare": "build a dataset's feature cache (decode, resample, segment, log-mel)",
     "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
+    "recipes": "list the packaged recipes (usable by name: hear-sela train demo) and the setting each reproduces",
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
+    "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
     "tasks": "write a HEAR-format scene task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
@@ -57,7 +59,30 @@ def main(argv: list[str] | None = None) -> int:
     args.command, args.verbose = command, top.verbose
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        hint = getattr(module, "interrupted_hint", None)  # a command may say where it stopped and how to go on
+        print(f"hear-sela {command}: interrupted" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.verbose or not expected_error(e):  # -v: the traceback too
+            raise
+        print(f"hear-sela {command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def expected_error(e: BaseException) -> bool:
+    """Failures a user causes and can fix (bad config, input, checkpoint, an existing run): one line, no traceback.
+    Their messages name the problem, the file and the fix. Imported here, not at the top, to keep --help fast."""
+    from hear_sela.checkpoint import CheckpointError
+    from hear_sela.config import ConfigError
+    from hear_sela.data.audio import AudioError
+    from hear_sela.data.cache import CacheError
+    from hear_sela.training.loop import NonFiniteLossError
+    from hear_sela.training.state import ResumeError
+
+    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Defaults follow the published settings named in each field's comment (see shared
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -19,6 +20,13 @@ import yaml
 
 class ConfigError(ValueError):
     """A recipe or override names an unknown key or gives a value of the wrong type."""
+
+
+PATH = {"path": True}  # field metadata: a file or folder setting, `~` expanded when the config is built
+
+
+def path_field(default: str | None) -> Any:
+    return field(default=default, metadata=PATH)
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,13 +84,15 @@ class SynthConfig:
 @dataclass
 class DataConfig:
     source: Literal["synth", "folder", "fsd50k"] = "synth"
-    root: str | None = None  # folder or FSD50K root; synth: where the corpus is written (default: under out_dir)
+    # folder or FSD50K root; synth: where the corpus is written (default: under out_dir)
+    root: str | None = path_field(None)
     split: Literal["dev", "eval", "train", "val"] = "dev"  # fsd50k
-    labels_csv: str | None = None  # folder: optional CSV fname,labels for analysis only
-    cache_dir: str | None = None  # default: <out_dir>/cache
+    labels_csv: str | None = path_field(None)  # folder: optional CSV fname,labels for analysis only
+    cache_dir: str | None = path_field(None)  # default: <out_dir>/cache
     segment_seconds: float = 3.0  # audio SeLa: 3 s segments with a 1.5 s hop
     hop_seconds: float = 1.5
     min_segment_seconds: float = 1.0  # shorter tails are dropped; longer ones are zero-padded
+    pad_short: bool = False  # (ours) a clip shorter than min_segment_seconds: one zero-padded segment, not dropped
     on_bad_file: Literal["skip", "error"] = "skip"  # skip: report with a count; error: stop at the first
     on_stale: Literal["rebuild", "error"] = "rebuild"  # a cache built with another frontend/segments/clip list
     num_workers: int = 2
@@ -132,7 +142,7 @@ class SelaConfig:
     tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4 (recipes/fsd50k_sela.yaml)
     check_every: int = 10  # SeLa: error checked every 10 iterations
     max_iters: int = 2000  # SeLaVi's cap (SeLa has none)
-    marginals: str = "uniform"  # SeLa: uniform | gauss (SeLaVi) | path to a .npy (K,) or (H, K) prior
+    marginals: str = path_field("uniform")  # SeLa: uniform | gauss (SeLaVi) | path to a .npy (K,) or (H, K) prior
     gauss_sd: float = 0.1  # SeLaVi --gauss_sd
     schedule: Literal["list", "quadratic"] = "list"  # list: audio SeLa code; quadratic: SeLa
     # audio SeLa code: 25 updates over 200 epochs, the first before training (epoch 0 here = before epoch 1)
@@ -145,7 +155,7 @@ class SelaConfig:
     warm_start: bool = True  # (ours; the audio SeLa code has it, off) previous duals seed the next solve
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
-    solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol nears ~N*1.2e-7
+    solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol < 2 x ~N*5e-7
 
 
 @dataclass
@@ -180,14 +190,18 @@ class TrainConfig:
     epochs: int = 200  # audio SeLa code
     batch_size: int = 512  # audio SeLa code; the global batch, split evenly over the ranks
     seed: int = 0
-    out_dir: str = "runs/default"
+    out_dir: str = path_field("runs/default")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # audio SeLa code uses AMP; here bf16 autocast on CUDA, ignored on CPU
     channels_last: bool = True  # (ours) CUDA only
     log_every: int = 50  # (ours) steps between logged training records
     max_steps_per_epoch: int | None = None  # caps an epoch (smoke runs, demos)
     ckpt_every_steps: int | None = None  # (ours) also checkpoint every n steps, for exact resume mid-epoch
-    resume: str = "never"  # (ours) never | auto (continue from <out_dir>/last.pt if present) | a checkpoint path
+    # (ours) never | auto (continue from <out_dir>/last.pt if present) | a checkpoint path
+    resume: str = path_field("never")
+    # (ours) resume although the data changed since the checkpoint: its weights go on training on the new data;
+    # SeLa starts a new label store, labelled by the resumed network at once (not bit-exact, by nature)
+    resume_relabel: bool = False
 
 
 @dataclass
@@ -275,6 +289,9 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"unknown config key '{key}' (valid keys here: {', '.join(sorted(names))})")
     kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    for f in dataclasses.fields(cls):  # `data.root=~/audio` as the README writes it: the shell leaves that ~ alone
+        if f.metadata.get("path") and isinstance(kwargs.get(f.name), str):
+            kwargs[f.name] = os.path.expanduser(kwargs[f.name])
     return cls(**kwargs)
 
 
@@ -318,13 +335,17 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- recipe YAML (optional) <- dotted overrides. Errors name the file and the key."""
+    """Defaults <- recipe YAML (optional: a path or a packaged recipe's name) <- dotted overrides. Errors name the
+    file and the key."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe not found: {path}")
+        from hear_sela.resources import resolve_recipe
+
+        try:
+            path = resolve_recipe(path)  # a file, or a packaged recipe by name ("demo", "fsd50k_sela")
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
         loaded = load_yaml(path.read_text())
         if loaded is None:
             loaded = {}

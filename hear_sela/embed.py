@@ -41,3 +41,14 @@ def embed_segments(encoder: nn.Module, features: np.ndarray, frontend: FrontendC
     if not out:
         return torch.zeros(0, getattr(encoder, "embed_dim", 0), device=device)
     return torch.cat(out)
+
+
+def alive_dims(emb: torch.Tensor) -> torch.Tensor:
+    """Which embedding dimensions are non-zero for at least one row: (N, D) -> (D,) bool. The rest are dead units
+    (a ReLU output that is 0 for every clip carries nothing), watched in training, the label update and analysis."""
+    return (emb.detach() != 0).any(dim=0)
+
+
+def dead_fraction(alive_counts: torch.Tensor) -> float:
+    """Share of dimensions never alive, from (D,) alive flags or counts (summed over ranks)."""
+    return float((alive_counts == 0).float().mean())

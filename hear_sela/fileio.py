@@ -16,12 +16,13 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    # mkstemp creates the file 0600; give the result the permissions a plain open() would (0666 less the umask)
+    # mkstemp creates the file 0600; give the result the permissions a plain open() would (0666 less the umask),
+    # after `write`, since a writer may replace the file rather than write into it (safetensors does: 0600 again)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,11 +9,12 @@ embeddings are computed exactly as during the label update.
   structural probe), so each chunk's kept frames equal the frames of one pass over the whole clip; the head then
   pools all frames of the clip at once (audiontt's max + mean is over every frame of the clip, never per chunk).
   Chunking therefore changes nothing but memory (up to float rounding).
-- Timestamp embedding at t: the clip embedding of a window of `window_ms` (default: the training input, i.e. the
-  crop, or the whole segment when augment.crop_frames=0) centred on
-  t, i.e. the representation the objective was trained on, at a hop of `hop_ms` (default 50). The encoders' own
-  frame strides (80 ms for audiontt, 640 ms for resnet at hop 20 ms) are too coarse for event onsets, and their
-  frame features were never trained on their own. Outside the clip is digital silence.
+- Timestamp embedding at t (`timestamp_mode`, default "frames", chosen from the measurements in README "Timestamp
+  modes"): "frames" = the encoder's frame features of that single chunked pass over the clip, interpolated at t
+  (hear_frames.py); "frames_context" appends the head's pooling of the frames around t; "windows" = the clip
+  embedding of a `window_ms` window (default: the training input, i.e. the crop, or the whole segment when
+  augment.crop_frames=0) centred on t, silence outside the clip (each second encoded ~19 times, onsets blur);
+  "short_windows" = the same with `short_window_ms` windows.
 - Timestamps are window centres in ms, t_i = i * hop_ms (computed per index, not accumulated), for
   i = 0 .. floor(duration / hop_ms), so the last one is never after the end of the clip.
 
@@ -33,13 +34,23 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
+from hear_sela.byola_import import load_any_bundle
+from hear_sela.checkpoint import EncoderBundle
 from hear_sela.config import Config
 from hear_sela.frontend import LogMel
+from hear_sela.hear_frames import context_frames_of, interpolate_frames, pooled_context
 from hear_sela.heareval_compat import load_triton_beside_tensorflow
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 DEFAULT_WEIGHTS = "default.safetensors"  # in hear_sela/assets/
+
+
+# How a timestamp embedding is computed (README "Timestamp modes" has the measurements behind the default):
+#   windows         the clip embedding of a window_ms window centred on t (default: the training crop)
+#   short_windows   the same with short_window_ms windows
+#   frames          the encoder's own frame features over the whole clip (one chunked pass), interpolated at t
+#   frames_context  frames, concatenated with the encoder head's pooling of the frames within context_ms around t
+TIMESTAMP_MODES = ("windows", "short_windows", "frames", "frames_context")
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,10 @@ class HearOptions:
     """Options accepted by `load_model(..., **options)` (heareval: `--model-options '{"hop_ms": 25}'`)."""
 
     hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
-    window_ms: float | None = None  # timestamp window; None = the training input (crop, or the whole segment)
+    timestamp_mode: str = "frames"  # one of TIMESTAMP_MODES; default from README "Timestamp modes"
+    window_ms: float | None = None  # windows: the window; None = the training input (crop, or the whole segment)
+    short_window_ms: float = 320.0  # short_windows: the window (4 audiontt frames)
+    context_ms: float | None = None  # frames_context: the pooled span; None = the training input
     chunk_seconds: float = 10.0  # encoder span per chunk of a long clip (memory, not results)
     batch_seconds: float = 120.0  # audio seconds (windows or chunks) per encoder forward pass (memory)
 
@@ -57,12 +71,16 @@ class HearOptions:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown hear_sela model option(s) {unknown}; valid options: {sorted(known)}")
-        for name, value in options.items():
-            if value is None and name == "window_ms":
+        mode = options.get("timestamp_mode", cls.timestamp_mode)
+        if mode not in TIMESTAMP_MODES:
+            raise ValueError(f"model option timestamp_mode={mode!r} must be one of {list(TIMESTAMP_MODES)}")
+        numbers = {k: v for k, v in options.items() if k != "timestamp_mode"}
+        for name, value in numbers.items():
+            if value is None and name in ("window_ms", "context_ms"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"model option {name}={value!r} must be a positive number")
-        return cls(**{k: float(v) if v is not None else None for k, v in options.items()})
+        return cls(timestamp_mode=mode, **{k: float(v) if v is not None else None for k, v in numbers.items()})
 
 
 class HearSelaModel(nn.Module):
@@ -84,11 +102,16 @@ class HearSelaModel(nn.Module):
             raise ValueError(f"{bundle.source}: frontend sample_rate {self.sample_rate} is not a HEAR sample rate "
                              f"{HEAR_SAMPLE_RATES}")
         self.scene_embedding_size = int(self.encoder.embed_dim)
-        self.timestamp_embedding_size = int(self.encoder.embed_dim)
-
         stride = int(self.encoder.time_stride)
         frame_ms = 1000.0 * cfg.frontend.hop_length / self.sample_rate
-        window_ms = options.window_ms if options.window_ms is not None else self.training_frames(cfg) * frame_ms
+        train_ms = self.training_frames(cfg) * frame_ms
+        with_context = options.timestamp_mode == "frames_context"
+        self.timestamp_embedding_size = (2 if with_context else 1) * int(self.encoder.embed_dim)
+        # frames_context: the pooled span in input frames
+        self.context_span = context_frames_of(options.context_ms or train_ms, frame_ms, stride)
+        window_ms = options.window_ms if options.window_ms is not None else train_ms
+        if options.timestamp_mode == "short_windows":
+            window_ms = options.short_window_ms
         # whole encoder frames, at least the encoder's minimum input
         self.window_frames = max(int(self.encoder.min_frames), stride * max(1, round(window_ms / frame_ms / stride)))
         self.context_frames = receptive_context(self.encoder, cfg.frontend.n_mels)
@@ -126,7 +149,8 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
     """Load a hear_sela checkpoint or export (or, with no path, the embedded default weights) as a HEAR model.
 
     Args:
-        model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours; "" = embedded default.
+        model_file_path: a training checkpoint (.pt) or export (.safetensors / .pt) of ours, or a published BYOL-A
+            AudioNTT2020 state dict (.pth, nttcslab/byol-a); "" = embedded default.
         **options: see `HearOptions` (hop_ms, window_ms, chunk_seconds, batch_seconds).
     Returns:
         the model; audio passed to the embedding functions must be mono at `model.sample_rate` (16000 for the
@@ -146,7 +170,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
                 raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall "
                                         "hear_sela, or pass a checkpoint path)")
             path = stack.enter_context(resources.as_file(ref))
-        bundle = load_encoder_bundle(path)
+        bundle = load_any_bundle(path)  # ours, or a published BYOL-A state dict (hear_sela/byola_import.py)
     return HearSelaModel(bundle, opts)
 
 
@@ -190,7 +214,11 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearSelaModel) -> tuple
     emb = []
     with torch.no_grad():
         for group in _clip_groups(wav, model):
-            emb.append(_window_embeddings(model, _log_mel(model, group), centres))  # (n, K, D)
+            logmel = _log_mel(model, group)  # (n, F, T)
+            if model.options.timestamp_mode in ("frames", "frames_context"):
+                emb.append(_frame_embeddings(model, logmel, centres))  # (n, K, D or 2D)
+            else:
+                emb.append(_window_embeddings(model, logmel, centres))  # (n, K, D)
     embeddings = torch.cat(emb) if emb else torch.zeros(0, k, model.timestamp_embedding_size, device=wav.device)
     ts = timestamps.to(torch.float32).expand(n, k).contiguous()  # (N, K)
     return embeddings.to(audio.device), ts.to(audio.device)
@@ -298,6 +326,22 @@ def _encode_frames(model: HearSelaModel, logmel: torch.Tensor) -> torch.Tensor:
                 last = s == len(spans) - 1
                 rows[i, s] = row[keep0:] if last else row[keep0:keep0 + (c1 - c0) // stride]
     return torch.stack([torch.cat([rows[i, s] for s in range(len(spans))]) for i in range(n)])
+
+
+def _frame_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(n, F, T) log-mel and (K,) centres in frames -> (n, K, D) frame features at the centres (frames mode), or
+    (n, K, 2D) with the head's pooling of the context around each centre appended (frames_context)."""
+    padded = _pad_frames(logmel, int(model.encoder.min_frames), model.silence)  # (n, F, max(T, min_frames))
+    feats = _encode_frames(model, padded).float()  # (n, T', D): one chunked pass, as the scene embedding
+    stride = int(model.encoder.time_stride)
+    out = interpolate_frames(feats, stride, centres)  # (n, K, D)
+    if model.options.timestamp_mode == "frames_context":
+        # rows of D features per pooling pass: audiontt's first conv holds C * F = 8 * D floats per input frame,
+        # so 8 * batch_frames rows stay below one encoder forward's activations
+        context = pooled_context(feats, stride, centres, model.context_span, model.encoder.forward_head,
+                                 batch=8 * model.batch_frames)  # (n, K, D)
+        out = torch.cat([out, context.float()], dim=-1)
+    return out
 
 
 def _window_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

@@ -105,12 +105,27 @@ def test_mixup_memory_is_a_fifo_of_unmixed_inputs():
 
 
 def test_mixup_mixes_in_the_exp_domain_towards_the_partner():
-    mix = MixupMemory(ratio=1.0, size=4)
+    # ratio 0.2: the partner's weight a ~ U(0, 0.2) is small, so weights swapped (a on the input, 1 - a on the
+    # partner) would land near the partner instead (a ratio of 1.0 is symmetric and cannot tell)
+    mix = MixupMemory(ratio=0.2, size=4)
     mix(torch.zeros(4, 2, 3), gen())  # memory now holds zeros
     out = mix(torch.full((4, 2, 3), -20.0), gen(1))
-    # log((1-a) e^-20 + a e^0) ~ log(a): between -20 and 0, per sample a different a
-    assert (out > -20).all() and (out <= 0).all()
+    a = torch.rand((4, 1, 1), generator=gen(1)) * 0.2  # the mixing weights: the generator's first draw
+    expected = torch.log((1 - a) * torch.exp(torch.tensor(-20.0)) + a * 1.0 + torch.finfo(torch.float32).eps)
+    torch.testing.assert_close(out, expected.expand(4, 2, 3))
+    assert (out > -20).all() and (out <= torch.log(torch.tensor(0.2))).all()
     assert len({round(v, 5) for v in out[:, 0, 0].tolist()}) == 4
+
+
+def test_random_gain_is_an_amplitude_gain_on_the_log_power_mel():
+    # scaling the waveform by g must equal random_gain on the log-mel of the original: + 2 ln g (power), not + ln g
+    from hear_sela.augment import random_gain
+    from hear_sela.frontend import LogMel
+
+    lm = LogMel(FrontendConfig(backend="torchaudio"))
+    wav = torch.randn(2, 16000, generator=gen(3))  # (B, S) white noise, far above the log's eps in every bin
+    x, quieter = lm.log_mel(wav), lm.log_mel(0.5 * wav)  # (B, F, T)
+    torch.testing.assert_close(random_gain(x, (0.5, 0.5), gen()), quieter, atol=1e-3, rtol=0)
 
 
 def test_flipped_batch_mixing_when_memory_is_zero():

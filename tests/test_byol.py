@@ -29,20 +29,43 @@ def test_loss_is_two_minus_two_cos_symmetrised():
     expected = 2 - 2 * (p / p.norm(dim=1, keepdim=True) * z / z.norm(dim=1, keepdim=True)).sum(1)
     torch.testing.assert_close(byol_loss(p, z), expected)
     torch.testing.assert_close(byol_loss(p, 3 * p), torch.zeros(5), atol=1e-6, rtol=0)
+
+
+def test_objective_pairs_each_views_prediction_with_the_other_views_target():
+    # predictor = identity and target = online (as at initialisation), eval mode (no dropout, fixed batch-norm
+    # statistics): the online prediction of a view is then its target projection z, and the loss is
+    # 2 x (2 - 2 cos(z1, z2)) per sample: 0 for identical views, and not 0 if a view were paired with itself
     torch.manual_seed(0)
     obj = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    obj.net.predictor = nn.Identity()
+    obj.train(False)
     views = torch.randn(2, 6, 1, 16, 24)
-    torch.manual_seed(5)  # same dropout draws in both computations
-    loss = obj.loss(torch.arange(6), views)
-    # the same computation by hand: one batch of both views through online and target
-    torch.manual_seed(5)
-    both = views.flatten(0, 1)
-    pred = obj.net(both)
     with torch.no_grad():
-        proj = obj.target(both)
-    hand = (byol_loss(pred[:6], proj[6:]) + byol_loss(pred[6:], proj[:6])).mean()
-    assert 0 <= float(loss.detach()) <= 8
-    torch.testing.assert_close(loss, hand)
+        z1, z2 = (obj.net.projector(obj.net.encoder(v)) for v in views)  # (B, P) each
+    cos = (z1 * z2).sum(1) / (z1.norm(dim=1) * z2.norm(dim=1))
+    torch.testing.assert_close(obj.loss(torch.arange(6), views), (2 * (2 - 2 * cos)).mean())
+    same = views[:1].expand(2, -1, -1, -1, -1)
+    torch.testing.assert_close(obj.loss(torch.arange(6), same), torch.tensor(0.0), atol=1e-5, rtol=0)
+
+
+def test_batch_norm_sees_each_view_alone():
+    # in train mode batch norm uses the batch's statistics: as in the published BYOL-A code, view 1's output must
+    # not depend on what view 2 holds (a concatenated batch of both views would mix their statistics)
+    torch.manual_seed(0)
+    obj = ByolObjective(ByolConfig(projection_hidden=16, projection_dim=8), tiny_encoder())
+    obj.train(True)
+    views = torch.randn(2, 6, 1, 16, 24)
+    other = views.clone()
+    other[1] = other[1] * 5 + 3  # view 2 changed, view 1 the same
+    outs = []
+    for v in (views, other):
+        torch.manual_seed(5)  # same dropout draws
+        pred = obj.net(v)  # (2, B, P)
+        with torch.no_grad():
+            proj = obj.target(v)  # (2, B, P)
+        outs.append((pred[0].detach(), proj[0]))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
 
 
 def test_ema_moves_target_parameters_only_by_one_minus_decay():

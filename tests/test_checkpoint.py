@@ -160,6 +160,18 @@ def test_export_round_trip_reproduces_embeddings(trained, tmp_path, suffix, half
         assert torch.equal(got, ref)
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_exports_get_the_permissions_of_a_plain_file(trained, tmp_path, suffix):
+    # like open(): 0666 less the umask (0644 under the usual 022), not mkstemp's 0600 (safetensors rewrites the file)
+    old = os.umask(0o022)
+    try:
+        out = export_encoder(trained[0], tmp_path / f"enc{suffix}")
+        ckpt = save_checkpoint(tmp_path / "c.pt", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    assert oct(out.stat().st_mode & 0o777) == oct(ckpt.stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_re_export_of_an_export(trained, tmp_path):
     first = export_encoder(trained[0], tmp_path / "a.safetensors")
     second = export_encoder(first, tmp_path / "b.pt")

@@ -79,7 +79,7 @@ def test_labels_csv_multi_labels_and_fname_forms(mixed, caplog):
     assert records["dogs/big/bark"] == ("Dog", "Bark", "Animal")
     assert records["birds/robin"] == ("Bird",)
     assert records["birds/wren"] == ()
-    assert "1 row(s) name no audio file" in caplog.text and "gone/missing.wav" in caplog.text
+    assert "1 row(s) name no clip" in caplog.text and "gone/missing.wav" in caplog.text
 
 
 def test_labels_csv_errors(mixed):

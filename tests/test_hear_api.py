@@ -141,8 +141,10 @@ def test_batch_equals_one_clip_at_a_time(model):
         torch.testing.assert_close(hear_sela.get_timestamp_embeddings(x[i:i + 1], model)[0][0], emb[i])
 
 
-def test_timestamp_embedding_is_the_clip_embedding_of_the_centred_window(model):
-    """Definition: embedding at t = encoder(log-mel window of W frames centred on t), silence outside the clip."""
+def test_timestamp_embedding_is_the_clip_embedding_of_the_centred_window(ckpt):
+    """Definition (timestamp_mode "windows"): embedding at t = encoder(log-mel window of W frames centred on t),
+    silence outside the clip."""
+    model = hear_sela.load_model(ckpt, timestamp_mode="windows")
     x = _noise(1, 2.0, seed=3)
     emb, ts = hear_sela.get_timestamp_embeddings(x, model)
     logmel = model.frontend(x)  # (1, F, T)

@@ -57,3 +57,17 @@ def test_training_imports_no_sklearn():
     code = "import sys, hear_sela.training.loop, hear_sela.training.relabel; sys.exit('sklearn' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
+    from train_fixtures import tiny_config
+
+    from hear_sela.training.state import build_objective
+
+    cfg = tiny_config(tmp_path)
+    prior = np.ones(cfg.sela.clusters)
+    prior[2] = 0.0
+    np.save(tmp_path / "prior.npy", prior)
+    cfg = dataclasses.replace(cfg, sela=dataclasses.replace(cfg.sela, marginals=str(tmp_path / "prior.npy")))
+    with pytest.raises(ValueError, match=r"prior.npy: marginals must be finite and > 0, entries \[\[2\]\]"):
+        build_objective(cfg, 10, torch.device("cpu"))

@@ -14,6 +14,7 @@ import torch
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError, load_config
 from hear_sela.training.loop import NonFiniteLossError, train
+from hear_sela.training.state import ResumeError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402
@@ -54,12 +55,14 @@ def test_label_updates_are_logged_with_their_metrics(tmp_path: Path):
     for key in ("changed", "size_min", "size_max", "nmi_prev", "solver_iterations", "solver_seconds"):
         assert all(key in r for r in upd), key
     assert 0 <= upd[1]["changed"] <= 1 and 0 <= upd[1]["nmi_prev"] <= 1
-    assert upd[1]["size_min"] <= 37 / 6 <= upd[1]["size_max"]
     ckpt = load_checkpoint(tmp_path / "final.pt")
     store = ckpt["label_store"]
     assert store["updates"] == 2 and len(store["history"]) == 2
+    # the logged sizes are those of the labels the update stored (counted here independently)
     sizes = torch.stack([torch.bincount(h, minlength=6) for h in store["labels"]])  # (H, K), the last update's
     assert (int(sizes.min()), int(sizes.max())) == (upd[1]["size_min"], upd[1]["size_max"])
+    assert upd[1]["empty_clusters"] == pytest.approx(float((sizes == 0).sum(1).float().mean()))
+    assert int(sizes.sum()) == 3 * 37
     assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
 
 
@@ -80,7 +83,7 @@ def test_non_finite_loss_aborts_with_a_clear_message(tmp_path: Path):
 def test_resume_guards(tmp_path: Path):
     cfg = tiny_config(tmp_path, **{"train.epochs": 1})
     final = train(cfg, cache=tiny_cache())
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ResumeError, match="--resume"):
         train(cfg, cache=tiny_cache())
     assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
     assert load_checkpoint(final)["finished"]
@@ -142,3 +145,80 @@ def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
     with open(tmp_path / "stored.csv") as f:
         labels = [int(r["label"]) for r in csv.DictReader(f)]
     assert labels == stored["labels"].reshape(-1).tolist()
+
+
+def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
+    from test_train_resume import assert_same
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        over = {"sela.update_epochs": [0, 1]}
+        train(tiny_config(tmp_path / "ref", **{**over, "train.epochs": 2}), cache=tiny_cache())
+        run = tmp_path / "run"
+        train(tiny_config(run, **{**over, "train.epochs": 1}), cache=tiny_cache())
+        # final.pt leaves out the mixup memory (most of a real checkpoint); last.pt keeps it for the exact resume
+        assert load_checkpoint(run / "final.pt")["local"]["augment"]["mixup._extra_state"]["memory"] is None
+        assert load_checkpoint(run / "last.pt")["local"]["augment"]["mixup._extra_state"]["filled"] == 8
+        with caplog.at_level("INFO", logger="hear_sela.train"):
+            final = train(tiny_config(run, **{**over, "train.epochs": 2}), resume="auto", cache=tiny_cache())
+    finally:
+        torch.set_num_threads(threads)
+    assert "extending the run to train.epochs=2" in caplog.text
+    a, b = load_checkpoint(tmp_path / "ref" / "final.pt"), load_checkpoint(final)
+    assert (b["epoch"], b["step"], b["finished"]) == (2, 8, True)
+    for ckpt in (a, b):
+        ckpt["config"]["train"].pop("out_dir")
+    assert_same(a, b)  # 1 epoch, then extended to 2 = 2 epochs straight
+    def untimed(out: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in records(out, "labels")]
+
+    assert untimed(tmp_path / "ref") == untimed(run) and len(untimed(run)) == 2  # none dropped, none repeated
+    assert [r["loss"] for r in records(tmp_path / "ref", "train")] == [r["loss"] for r in records(run, "train")]
+
+
+def _kill_units(objective, dims: int) -> None:
+    """Make the encoder's first `dims` output units dead: their last Linear rows and biases 0, then ReLU gives 0."""
+    last = objective.encoder.fc[3]
+    with torch.no_grad():
+        last.weight[:dims] = 0
+        last.bias[:dims] = -1.0  # ReLU(-1) = 0 for every input
+
+
+@pytest.mark.parametrize("objective_name", ["sela", "byol"])
+def test_dead_units_are_measured_in_training_and_the_label_update(tmp_path: Path, objective_name: str):
+    import dataclasses
+
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.state import build_objective
+
+    cache = tiny_cache()
+    cfg = tiny_config(tmp_path, objective_name)
+    cfg = dataclasses.replace(cfg, frontend=cache.frontend)
+    objective = build_objective(cfg, len(cache), torch.device("cpu"))
+    assert np.isnan(objective.dead_units())  # nothing seen yet
+    _kill_units(objective, 8)  # of d = 32
+    objective.train(False)  # no dropout: the count below sees the same outputs
+    views = torch.randn(objective.views, 8, 1, 16, 16)
+    objective.loss(torch.arange(8), views)
+    with torch.no_grad():
+        zero = torch.stack([(objective.encoder(v) == 0).all(0) for v in views]).all(0)  # (D,) over every view
+    assert objective.dead_units() == pytest.approx(float(zero.float().mean())) and zero[:8].all()
+    if objective_name == "sela":
+        from hear_sela.embed import embed_segments
+
+        stats = objective.update_labels(RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features))
+        emb = embed_segments(objective.encoder, cache.features, cache.frontend, 8, torch.device("cpu"))  # (N, D)
+        assert stats["dead_units"] == pytest.approx(float((emb == 0).all(0).float().mean()))
+        assert stats["dead_units"] >= 8 / 32
+
+
+def test_dead_units_are_logged_and_reported(tmp_path: Path):
+    from hear_sela.analysis.core import dead_units_of
+
+    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    for kind in ("train", "labels"):
+        assert all(0 <= r["dead_units"] <= 1 for r in records(tmp_path, kind)) and records(tmp_path, kind)
+    feats = np.abs(np.random.default_rng(0).normal(size=(10, 6)))
+    feats[:, [1, 4]] = 0
+    assert dead_units_of({"encoder": feats}) == {"encoder": pytest.approx(2 / 6)}

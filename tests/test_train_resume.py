@@ -78,5 +78,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, obje
     if objective == "sela":
         assert a["label_store"]["updates"] == 3
         assert a["label_store"]["labels"].shape == (3, 37)
-    else:
-        assert a["local"]["augment"]["mixup._extra_state"]["filled"] == 8
+    else:  # the mixup memory travels in last.pt (exact resume), not in final.pt (analysis, export)
+        assert a["local"]["augment"]["mixup._extra_state"]["memory"] is None
+        for run in (ref, killed):
+            memory = load_checkpoint(run / "last.pt")["local"]["augment"]["mixup._extra_state"]
+            assert memory["filled"] == 8 and memory["memory"].shape == (8, 16, 16)
+        assert_same(load_checkpoint(ref / "last.pt")["local"], load_checkpoint(killed / "last.pt")["local"])

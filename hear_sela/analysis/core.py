@@ -217,23 +217,33 @@ def analyze(inputs: AnalysisInputs, out_dir: str | Path, head: int | None = None
         xy, method = plots.project_2d(inputs.embeddings[map_name][keep], seed)
         files["map"] = plots.embedding_map(xy, pred, [x[0] for x in levels["labels"] if x], method,
                                            out_dir / "embedding_map.png")
+    dead = dead_units_of(inputs.embeddings)
     summary = {"source": inputs.source, "heads": n_heads, "clusters": k, "clips": len(inputs.clip_ids),
                "segments": int(inputs.labels.shape[1]), "report_head": report_head, "primary_metric": primary,
-               "map": {"embedding": map_name, "method": method},
+               "map": {"embedding": map_name, "method": method}, "dead_units": dead,
                "metrics": json.loads(table.to_json(orient="records"))}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     files["summary"] = out_dir / "summary.json"
     files["report"] = write_report(out_dir, inputs, table, clusters, per_label, report_head, primary, method,
-                                   map_name, files)
+                                   map_name, files, dead)
     for line in interpret(table, k, random_name(report_head)):
         if "does not beat" in line or "Warning" in line:
             log.warning("%s", line.strip().lstrip("- ").replace("**", "").replace("`", ""))
     return AnalysisResult(table, clusters, per_label, report_head, files)
 
 
+def dead_units_of(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per clip-feature set (C, D): the share of dimensions that are 0 for every clip."""
+    import torch
+
+    from hear_sela.embed import alive_dims, dead_fraction
+
+    return {name: dead_fraction(alive_dims(torch.from_numpy(np.asarray(f)))) for name, f in embeddings.items()}
+
+
 def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clusters: pd.DataFrame,
                  per_label: pd.DataFrame, head: int, primary: str, method: str, map_name: str | None,
-                 files: dict[str, Path]) -> Path:
+                 files: dict[str, Path], dead: dict[str, float] | None = None) -> Path:
     """report.md: everything above, readable on GitHub or in any Markdown viewer."""
     h, s = inputs.labels.shape
     lines = [
@@ -252,6 +262,10 @@ def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clu
     for ref, part in table.groupby("reference", sort=False):
         cols = [c for c in part.columns if c != "reference" and part[c].notna().any()]
         lines += [f"### Reference: {ref}", "", markdown_table(part[cols].reset_index(drop=True)), ""]
+    if dead:
+        lines += ["Dead units (share of embedding dimensions that are 0 for every clip; a large share means the "
+                  "encoder uses few of its dimensions): " + ", ".join(f"`{k}` {v:.3f}" for k, v in dead.items()),
+                  ""]
     lines += ["## Files left out", "", *left_out_lines(inputs.skipped_files, inputs.too_short,
                                                       inputs.min_segment_seconds)]
     lines += [f"## Clusters of head {head}", "",

@@ -17,30 +17,13 @@ from torch import nn
 
 from hear_sela.analysis.core import AnalysisInputs
 from hear_sela.config import Config, FrontendConfig, load_yaml, merge_dicts
-from hear_sela.data.records import read_labels_table
+from hear_sela.data.records import match_label_rows, read_labels_table
 from hear_sela.distributed import resolve_device
 from hear_sela.embed import embed_segments
 from hear_sela.encoders import build_encoder
 from hear_sela.objectives.sela_parts import MultiHead
 
 log = logging.getLogger("hear_sela.analysis")
-
-def match_labels(clip_ids: Sequence[str], table: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Each clip's labels from `table` (id -> labels) by id, else by id without extension, where table ids also
-    count without their extension (so "123" matches a row "123.wav" and vice versa); () when absent."""
-    index: dict[str, tuple[str, ...]] = {}
-    for key, labs in table.items():
-        index[key] = labs
-        index.setdefault(Path(key).stem, labs)
-    out, missing = [], 0
-    for cid in clip_ids:
-        labs = index.get(cid, index.get(Path(cid).stem))
-        missing += labs is None
-        out.append(labs or ())
-    if missing:
-        log.warning("%d of %d clips have no row in the labels CSV", missing, len(clip_ids))
-    return out
-
 
 def clip_mean(values: np.ndarray, segment_clip: np.ndarray, n_clips: int) -> np.ndarray:
     """Mean over each clip's segments. values (S, D), segment_clip (S,) -> (C, D); zeros for clips without one."""
@@ -125,13 +108,13 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     `compare` checkpoint's encoder (name -> path). `cache`: an open FeatureCache of the data (default: built or
     opened from the data config, as training does).
     """
-    from hear_sela.checkpoint import load_encoder_bundle
+    from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
     from hear_sela.training.state import read_checkpoint
 
     checkpoint = Path(checkpoint)
     ckpt = read_checkpoint(checkpoint)
     if ckpt.objective != "sela":
-        raise ValueError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
+        raise CheckpointError(f"{checkpoint}: no SeLa heads and label store in this checkpoint (a BYOL-A run?); "
                          "analyse a SeLa checkpoint")
     cfg = ckpt.config
     objective = ckpt.build_objective()
@@ -157,7 +140,7 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     vocabulary: dict[str, str] = {}
     if labels_csv:
         table = read_labels_table(labels_csv)
-        clip_labels, vocabulary = match_labels(clip_ids, table.labels), dict(table.mids)
+        clip_labels, vocabulary = match_label_rows(cache.clips, table.labels, labels_csv), dict(table.mids)
     else:
         clip_labels = [tuple(c.labels) for c in cache.clips]
         if cfg_data.data.source == "fsd50k":  # FSD50K's own label -> mid table, for the ontology mapping

@@ -37,7 +37,7 @@ QUICK_OVERRIDES = ["data.synth.clips_per_class=8", "train.epochs=2"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder; rerunning resumes (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="tiny corpus and budget: a smoke run of every stage")
-    p.add_argument("--recipe", default=None, help="training recipe (default: recipes/demo.yaml)")
+    p.add_argument("--recipe", default=None, help="training recipe: a path or a packaged recipe's name (default: demo)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to both trainings (so they stay comparable)")
     p.add_argument("--grid", default=None, choices=["default", "fast", "faster"],
@@ -46,12 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_recipe() -> Path:
-    """recipes/demo.yaml of the source tree, else the copy packaged in hear_sela/recipes/."""
-    here = Path(__file__).resolve().parents[1]
-    for path in (here.parent / "recipes" / "demo.yaml", here / "recipes" / "demo.yaml"):
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"recipes/demo.yaml not found beside {here}; pass --recipe")
+    """recipes/demo.yaml: the packaged copy of an installed wheel, or the source tree's (hear_sela/resources.py)."""
+    from hear_sela.resources import resolve_recipe
+
+    return resolve_recipe("demo")
 
 
 class DemoState:
@@ -97,7 +95,9 @@ def _train(recipe: Path, overrides: list[str], run_dir: Path) -> Path:
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    recipe = Path(args.recipe).resolve() if args.recipe else default_recipe()
+    from hear_sela.resources import resolve_recipe
+
+    recipe = resolve_recipe(args.recipe).resolve() if args.recipe else default_recipe()
     grid = args.grid or ("faster" if args.quick else "fast")
     hear_size = args.hear_size or (30 if args.quick else 60)
     settings = {"recipe": str(recipe), "quick": args.quick, "set": args.set, "grid": grid, "hear_size": hear_size}

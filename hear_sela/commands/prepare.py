@@ -19,7 +19,7 @@ log = logging.getLogger("hear_sela.prepare")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument("recipe", help="YAML recipe: a path, or a packaged recipe's name (hear-sela recipes)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted config overrides, e.g. data.root=/data/FSD50K data.on_bad_file=error")
     p.add_argument("--rebuild", action="store_true", help="delete this config's cache first and build it again")

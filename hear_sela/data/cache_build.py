@@ -80,12 +80,13 @@ class SegmentSpec:
     segment: int
     hop: int
     min_length: int
+    pad_short: bool = False  # a clip shorter than min_length gives one zero-padded segment
 
     @classmethod
     def from_seconds(cls, sample_rate: int, segment_seconds: float, hop_seconds: float,
-                     min_segment_seconds: float) -> SegmentSpec:
+                     min_segment_seconds: float, pad_short: bool = False) -> SegmentSpec:
         spec = cls(round(segment_seconds * sample_rate), round(hop_seconds * sample_rate),
-                   round(min_segment_seconds * sample_rate))
+                   round(min_segment_seconds * sample_rate), pad_short)
         if spec.segment <= 0 or spec.hop <= 0 or not 0 < spec.min_length <= spec.segment:
             raise CacheError(f"bad segment parameters: segment {segment_seconds}s, hop {hop_seconds}s, min "
                              f"{min_segment_seconds}s (need segment > 0, hop > 0, 0 < min <= segment)")
@@ -98,7 +99,7 @@ class SegmentSpec:
             if min(self.segment, num_samples - start) >= self.min_length:
                 out.append(start)
             if start + self.segment >= num_samples:
-                return out
+                return [0] if not out and self.pad_short and num_samples > 0 else out
             start += self.hop
 
 
@@ -145,6 +146,52 @@ def _identity_parts(records: list[ClipRecord], frontend: FrontendConfig, seg: di
              "n_input_clips": len(records), "source_id": source_id}
     parts["fingerprint"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return parts
+
+
+def segment_meta(frontend_cfg: FrontendConfig, segment_seconds: float, hop_seconds: float,
+                 min_segment_seconds: float, pad_short: bool = False) -> tuple[SegmentSpec, dict[str, Any]]:
+    """The segment geometry and its manifest entry (part of the cache fingerprint)."""
+    spec = SegmentSpec.from_seconds(frontend_cfg.sample_rate, segment_seconds, hop_seconds, min_segment_seconds,
+                                    pad_short)
+    meta = {"segment_seconds": segment_seconds, "hop_seconds": hop_seconds,
+            "min_segment_seconds": min_segment_seconds, "segment_samples": spec.segment,
+            "hop_samples": spec.hop, "min_samples": spec.min_length,
+            "frames": LogMel(frontend_cfg).num_frames(spec.segment)}
+    if pad_short:  # only when on, so caches built before the setting existed keep their fingerprint
+        meta["pad_short"] = True
+    return spec, meta
+
+
+def cache_identity(records: list[ClipRecord], frontend_cfg: FrontendConfig, segment_seconds: float = 3.0,
+                   hop_seconds: float = 1.5, min_segment_seconds: float = 1.0, pad_short: bool = False,
+                   source_id: str = "") -> dict[str, Any]:
+    """What decides a cache's content, with its fingerprint: the cache a build of these arguments would hold."""
+    _, seg_meta = segment_meta(frontend_cfg, segment_seconds, hop_seconds, min_segment_seconds, pad_short)
+    return _identity_parts(records, frontend_cfg, seg_meta, source_id)
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any], old_paths: list[str] | None,
+                    records: list[ClipRecord], shown: int = 3) -> str:
+    """How the cache `new` (an identity) differs from `old` (a manifest or identity): settings, and the files added
+    and removed when the old clip list `old_paths` (every input clip's path) is known."""
+    parts = [d for d in _differences(old, new).split("; ") if not d.startswith("clip list")]
+    if old.get("clips_sha") != new["clips_sha"]:
+        if old_paths is None:
+            parts.append(f"clip list: {old.get('n_input_clips')} -> {new['n_input_clips']} clips")
+        else:
+            before, now = set(old_paths), {str(r.path) for r in records}
+            for word, names in (("added", sorted(now - before)), ("removed", sorted(before - now))):
+                if names:
+                    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+                    parts.append(f"{len(names)} file(s) {word} ({', '.join(names[:shown])}{more})")
+            if not before ^ now:
+                parts.append("clip ids or order changed")
+    return "; ".join(p for p in parts if p and p != "fingerprint differs") or "fingerprint differs"
+
+
+def manifest_input_paths(manifest: dict[str, Any]) -> list[str]:
+    """Every input clip's path of a complete cache: kept, bad and too short."""
+    return [c["path"] for key in ("clips", "bad_files", "too_short") for c in manifest.get(key, [])]
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -205,7 +252,7 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
                         segment_seconds: float = 3.0, hop_seconds: float = 1.5, min_segment_seconds: float = 1.0,
                         on_bad_file: str = "skip", on_stale: str = "rebuild", num_workers: int = 0,
                         chunk_clips: int = 64, batch_size: int = 64, device: str | torch.device = "cpu",
-                        source_id: str = "", progress: bool = True) -> FeatureCache:
+                        source_id: str = "", progress: bool = True, pad_short: bool = False) -> FeatureCache:
     """Build the cache of `records` in `cache_dir` (resuming an interrupted build), or open it if complete."""
     if on_bad_file not in ("skip", "error"):
         raise CacheError(f"on_bad_file must be 'skip' or 'error', got {on_bad_file!r}")
@@ -218,12 +265,8 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
         raise CacheError(f"clip id {dup!r} appears more than once in the clip list")
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    sr = frontend_cfg.sample_rate
-    spec = SegmentSpec.from_seconds(sr, segment_seconds, hop_seconds, min_segment_seconds)
+    spec, seg_meta = segment_meta(frontend_cfg, segment_seconds, hop_seconds, min_segment_seconds, pad_short)
     lm = LogMel(frontend_cfg)
-    seg_meta = {"segment_seconds": segment_seconds, "hop_seconds": hop_seconds,
-                "min_segment_seconds": min_segment_seconds, "segment_samples": spec.segment,
-                "hop_samples": spec.hop, "min_samples": spec.min_length, "frames": lm.num_frames(spec.segment)}
     ident = _identity_parts(records, frontend_cfg, seg_meta, source_id)
 
     with _build_lock(root):
@@ -390,7 +433,11 @@ def _finalise(root: Path, records: list[ClipRecord], frontend: FrontendConfig, s
     if bad:
         log.warning("skipped %d bad audio file(s) of %d (listed in %s)", len(bad), len(records), root / MANIFEST)
     if short:
-        log.info("%d clip(s) shorter than %s s gave no segment", len(short), seg_meta["min_segment_seconds"])
+        for c in short:
+            log.info("too short: %s (%.2f s)", c["path"], c["seconds"])
+        log.warning("%d clip(s) of %d shorter than data.min_segment_seconds=%s gave no segment (named above and in "
+                    "%s); lower data.min_segment_seconds, or set data.pad_short=true to keep each as one zero-padded "
+                    "segment", len(short), len(records), seg_meta["min_segment_seconds"], root / MANIFEST)
     cache = FeatureCache.open(root)
     log.info("feature cache: %s", cache.summary())
     return cache

@@ -9,13 +9,10 @@ relative path with or without extension.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from hear_sela.data.audio import SOUNDFILE_EXTENSIONS
-from hear_sela.data.records import ClipRecord, DataError, read_labels_csv
-
-log = logging.getLogger(__name__)
+from hear_sela.data.records import ClipRecord, DataError, match_label_rows, read_labels_csv
 
 AUDIO_EXTENSIONS: frozenset[str] = SOUNDFILE_EXTENSIONS
 
@@ -49,20 +46,8 @@ def scan_folder(root: str | Path, labels_csv: str | Path | None = None,
         if cid in seen:
             raise DataError(f"two files share clip id {cid!r}: {seen[cid]} and {p}; rename one")
         seen[cid] = p
-    labels = read_labels_csv(labels_csv) if labels_csv is not None else {}
-    records, used = [], set()
-    for cid, p in seen.items():
-        rel = p.relative_to(root).as_posix()
-        key = rel if rel in labels else cid
-        if key in labels:
-            used.add(key)
-        records.append(ClipRecord(cid, str(p), labels.get(key, ())))
-    if labels_csv is not None:
-        unmatched = sorted(set(labels) - used)
-        unlabelled = sum(1 for r in records if not r.labels)
-        if unmatched:
-            log.warning("%s: %d row(s) name no audio file under %s (first: %s)", labels_csv, len(unmatched), root,
-                        ", ".join(unmatched[:3]))
-        if unlabelled:
-            log.warning("%s: %d of %d clips have no labels row", labels_csv, unlabelled, len(records))
-    return records
+    records = [ClipRecord(cid, str(p)) for cid, p in seen.items()]
+    if labels_csv is None:
+        return records
+    labels = match_label_rows(records, read_labels_csv(labels_csv), labels_csv)
+    return [ClipRecord(r.clip_id, r.path, lab) for r, lab in zip(records, labels)]

@@ -18,8 +18,8 @@ import torch
 
 from hear_sela import distributed as dist
 from hear_sela.config import Config, ConfigError, DataConfig
-from hear_sela.data.cache import FeatureCache
-from hear_sela.data.cache_build import build_feature_cache
+from hear_sela.data.cache import MANIFEST, FeatureCache, read_cache_json
+from hear_sela.data.cache_build import build_feature_cache, cache_identity, describe_change, manifest_input_paths
 from hear_sela.data.records import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,33 @@ def source_id_of(data_cfg: DataConfig) -> str:
                        "clip_seconds": s.clip_seconds}, sort_keys=True)
 
 
-def prepare_cache(cfg: Config, device: str | torch.device | None = None, progress: bool = True) -> FeatureCache:
+def planned_cache(cfg: Config) -> tuple[list[ClipRecord], dict]:
+    """The clips `cfg` describes and the identity (with fingerprint) of the cache they would give."""
+    d = cfg.data
+    records = build_records(d, cfg.train.out_dir)
+    return records, cache_identity(records, cfg.frontend, d.segment_seconds, d.hop_seconds, d.min_segment_seconds,
+                                   d.pad_short, source_id_of(d))
+
+
+def data_change(cfg: Config, fingerprint: str, records: list[ClipRecord], ident: dict) -> str | None:
+    """None when the cache `cfg` plans (`ident`, of `records`) is the one of `fingerprint`; else what changed, with
+    the files added and removed when the cache directory still holds the manifest of `fingerprint`."""
+    if ident["fingerprint"] == fingerprint:
+        return None
+    old = read_cache_json(cache_dir_of(cfg) / MANIFEST)
+    if old is None or old.get("fingerprint") != fingerprint:  # the old clip list is gone: say what we know
+        return (f"the clip list or data settings differ (now {len(records)} input clips; {cache_dir_of(cfg)} no "
+                "longer holds the checkpoint's cache to compare with)")
+    return describe_change(old, ident, manifest_input_paths(old), records)
+
+
+def prepare_cache(cfg: Config, device: str | torch.device | None = None, progress: bool = True,
+                  records: list[ClipRecord] | None = None) -> FeatureCache:
     """Build (or resume, or open) the feature cache `cfg` describes.
 
     Under torch.distributed only rank 0 builds; the other ranks wait at a barrier and then open the finished cache.
     `device` runs the log-mel (default: CUDA when cfg.train.device allows and one is present, else CPU).
+    `records`: the clip list when the caller has it already (`planned_cache`).
     """
     if device is None:  # the training device where there is one; a CUDA run's data read on a CPU machine
         device = dist.resolve_device("auto" if cfg.train.device == "cuda" else cfg.train.device)
@@ -86,11 +108,12 @@ def prepare_cache(cfg: Config, device: str | torch.device | None = None, progres
         dist.barrier()
         return FeatureCache.open(cache_dir)
     try:
-        records = build_records(d, cfg.train.out_dir)
+        records = records if records is not None else build_records(d, cfg.train.out_dir)
         cache = build_feature_cache(
             records, cfg.frontend, cache_dir, segment_seconds=d.segment_seconds, hop_seconds=d.hop_seconds,
             min_segment_seconds=d.min_segment_seconds, on_bad_file=d.on_bad_file, on_stale=d.on_stale,
             num_workers=d.num_workers, device=device, source_id=source_id_of(d), progress=progress,
+            pad_short=d.pad_short,
         )
     finally:
         if dist.is_initialized():

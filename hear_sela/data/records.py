@@ -8,8 +8,12 @@ per clip, several labels comma-separated inside one (quoted) field: `64760,"Elec
 from __future__ import annotations
 
 import csv
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -88,6 +92,40 @@ def read_labels_table(path: str | Path) -> LabelsTable:
 def read_labels_csv(path: str | Path) -> dict[str, tuple[str, ...]]:
     """Clip id -> labels of a labels CSV (`read_labels_table`)."""
     return read_labels_table(path).labels
+
+
+def _names(items: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def match_label_rows(clips: Sequence[ClipRecord], table: Mapping[str, tuple[str, ...]], where: str | Path
+                     ) -> list[tuple[str, ...]]:
+    """Each clip's labels from a labels table (row id -> labels), () for a clip without a row.
+
+    A row belongs to a clip when its id is the clip id (for folders the path relative to the data root without
+    extension, "dogs/bark_01"; for FSD50K the fname) or the clip id with its file's extension ("dogs/bark_01.wav").
+    Never by bare file name: folders repeat names ("yes/0a2b_nohash_0", "no/0a2b_nohash_0"). Clips without a row
+    and rows naming no clip are logged by name; two rows for one clip are an error naming both (`where`: the CSV).
+    """
+    out: list[tuple[str, ...]] = []
+    used: set[str] = set()
+    unlabelled: list[str] = []
+    for clip in clips:
+        keys = [k for k in dict.fromkeys((clip.clip_id, clip.clip_id + Path(clip.path).suffix)) if k in table]
+        if len(keys) > 1:
+            raise DataError(f"{where}: rows {keys[0]!r} and {keys[1]!r} both name clip {clip.clip_id!r}; keep one")
+        used.update(keys)
+        if not keys:
+            unlabelled.append(clip.clip_id)
+        out.append(table[keys[0]] if keys else ())
+    unmatched = [k for k in table if k not in used]
+    if unmatched:
+        log.warning("%s: %d row(s) name no clip of the data (ids are paths relative to the data root, with or "
+                    "without extension): %s", where, len(unmatched), _names(unmatched))
+    if unlabelled:
+        log.warning("%s: %d of %d clips have no row: %s", where, len(unlabelled), len(clips), _names(unlabelled))
+    return out
 
 
 def write_labels_csv(path: str | Path, records: list[ClipRecord]) -> Path:

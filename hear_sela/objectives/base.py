@@ -18,6 +18,7 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import Config
+from hear_sela.embed import dead_fraction
 
 
 def _no_log(kind: str, step: int, values: dict[str, float]) -> None:
@@ -78,6 +79,14 @@ class Objective:
                 for buf in module.buffers():
                     dist.broadcast(buf, 0)
 
+    def dead_units(self) -> float:
+        """Share of embedding dimensions that were 0 for every clip of the last training batch (all ranks'
+        batches); `net` records `alive` (D,) bool at each forward. NaN before the first step."""
+        alive = getattr(self.net, "alive", None)
+        if alive is None:
+            return float("nan")
+        return dead_fraction(dist.all_reduce(alive.float()))
+
     def scheduled_work(self, run: RunContext, step: int) -> None:
         """Called by the loop before every optimiser step `step` (and once after the last step, with step = the
         number of steps done): work the objective does on its own schedule. Default: none."""
@@ -92,5 +101,7 @@ class Objective:
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], new_data: bool = False) -> None:
+        """new_data: `state` was trained on other segments (a resume on changed data): keep the weights, drop what
+        is per segment."""
         raise NotImplementedError

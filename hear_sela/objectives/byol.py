@@ -1,9 +1,11 @@
 """BYOL-A v1 objective (Niizumi et al., IJCNN 2021; nttcslab/byol-a on lucidrains' byol-pytorch), written from
 its description: online = encoder -> projector -> predictor, target = EMA (0.99) of encoder + projector, loss
 2 - 2 cos(online prediction of one view, target projection of the other), summed over both directions and
-averaged over the batch. Both views go through the networks in one concatenated batch (as byol-pytorch), so batch
-norm sees both. The target network runs in train mode like the online one (as byol-pytorch); only its parameters
-follow the EMA, its batch-norm buffers follow its own forward passes.
+averaged over the batch. Each view goes through the online and the target network as a batch of its own, as the
+published BYOL-A code does (its byol_pytorch.diff: "feeding two augmented input batches independently",
+online_encoder(image_one), then online_encoder(image_two)), so batch norm normalises each view by its own batch
+statistics and never sees the two views together. The target network runs in train mode like the online one (as
+byol-pytorch); only its parameters follow the EMA, its batch-norm buffers follow its own forward passes.
 
 Legend: B batch, D embedding dimension, P projection dimension.
 """
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hear_sela.config import ByolConfig
+from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective
 
 
@@ -31,29 +34,48 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 2 - 2 * F.cosine_similarity(prediction.float(), target.float(), dim=-1)
 
 
+def per_view(net: nn.Module, views: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """Run `net` on each view as a batch of its own (batch norm sees one view at a time), in one module call so
+    DDP sees one forward per step: views (V, B, 1, F, T) -> (V, B, P)."""
+    return torch.stack([net(v.contiguous(memory_format=memory_format)) for v in views.unbind(0)])
+
+
 class ByolNet(nn.Module):
-    """The online network: log-mel (B, 1, F, T) -> prediction (B, P)."""
+    """The online network: log-mel (B, 1, F, T) -> prediction (B, P); views (V, B, 1, F, T) -> (V, B, P) per view."""
 
     def __init__(self, encoder: nn.Module, cfg: ByolConfig):
         super().__init__()
         self.encoder = encoder
         self.projector = mlp(encoder.embed_dim, cfg.projection_hidden, cfg.projection_dim)
         self.predictor = mlp(cfg.projection_dim, cfg.projection_hidden, cfg.projection_dim)
+        self.memory_format = torch.contiguous_format  # of each view's batch (the objective sets channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, P)
-        return self.predictor(self.projector(self.encoder(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, P), or (V, B, 1, F, T) -> (V, B, P)
+        if x.dim() == 5:
+            preds, alive = [], []
+            for view in x.unbind(0):
+                preds.append(self(view.contiguous(memory_format=self.memory_format)))
+                alive.append(self.alive)
+            self.alive = torch.stack(alive).any(0)  # (D,): over both views, for the dead-unit log
+            return torch.stack(preds)
+        z = self.encoder(x)  # (B, D)
+        self.alive = alive_dims(z)
+        return self.predictor(self.projector(z))
 
 
 class ByolTarget(nn.Module):
-    """EMA copy of encoder + projector: (B, 1, F, T) -> projection (B, P)."""
+    """EMA copy of encoder + projector: (B, 1, F, T) -> projection (B, P); (V, B, 1, F, T) -> (V, B, P)."""
 
     def __init__(self, online: ByolNet):
         super().__init__()
         self.encoder = copy.deepcopy(online.encoder)
         self.projector = copy.deepcopy(online.projector)
+        self.memory_format = online.memory_format
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:
+            return per_view(self, x, self.memory_format)
         return self.projector(self.encoder(x))
 
     @torch.no_grad()
@@ -81,13 +103,15 @@ class ByolObjective(Objective):
 
     def loss(self, indices: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """indices (B,) (unused), views (2, B, 1, F, T) -> scalar loss."""
-        b = views.shape[1]
-        both = views.flatten(0, 1).contiguous(memory_format=self.memory_format)  # (2B, 1, F, T): view 1, view 2
-        pred = self.runner(both)  # (2B, P)
+        pred = self.runner(views)  # (2, B, P)
         with torch.no_grad():
-            proj = self.target(both)  # (2B, P)
-        loss = byol_loss(pred[:b], proj[b:]) + byol_loss(pred[b:], proj[:b])  # (B,)
+            proj = self.target(views)  # (2, B, P)
+        loss = byol_loss(pred[0], proj[1]) + byol_loss(pred[1], proj[0])  # (B,)
         return loss.mean()
+
+    def to_channels_last(self) -> None:
+        super().to_channels_last()
+        self.net.memory_format = self.target.memory_format = torch.channels_last
 
     def after_step(self) -> None:
         self.target.update(self.net, self.cfg.ema_decay)
@@ -96,7 +120,7 @@ class ByolObjective(Objective):
         return {"projector": self.net.projector.state_dict(), "predictor": self.net.predictor.state_dict(),
                 "target": self.target.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], new_data: bool = False) -> None:  # nothing per segment
         self.net.projector.load_state_dict(state["projector"])
         self.net.predictor.load_state_dict(state["predictor"])
         self.target.load_state_dict(state["target"])

@@ -20,10 +20,10 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
-from hear_sela.embed import embed_segments
+from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
-from hear_sela.sinkhorn import Duals, gaussian_marginals, soft_cluster_mass, solve_labels
+from hear_sela.sinkhorn import Duals, float32_error_floor, gaussian_marginals, soft_cluster_mass, solve_labels
 
 log = logging.getLogger("hear_sela.label_update")
 
@@ -41,17 +41,26 @@ def load_marginals(cfg: SelaConfig) -> torch.Tensor | None:
         raise ValueError(f"sela.marginals={cfg.marginals!r} is neither 'uniform', 'gauss' nor a readable .npy "
                          f"file ({e})") from None
     if prior.ndim not in (1, 2) or prior.shape[-1] != cfg.clusters or (prior.ndim == 2 and prior.shape[0] !=
-                                                                         cfg.heads) or not (prior >= 0).all():
+                                                                         cfg.heads):
         raise ValueError(f"{cfg.marginals}: marginals of shape {tuple(prior.shape)} must be (K,) or (H, K) with "
-                         f"K = sela.clusters = {cfg.clusters}, H = sela.heads = {cfg.heads}, entries >= 0")
+                         f"K = sela.clusters = {cfg.clusters}, H = sela.heads = {cfg.heads}")
+    bad = ~(torch.isfinite(prior) & (prior > 0))
+    if bool(bad.any()):
+        raise ValueError(f"{cfg.marginals}: marginals must be finite and > 0, entries {bad.nonzero().tolist()[:10]} "
+                         "are not (a zero target makes the solver's dual of that cluster infinite; use a small "
+                         "positive value, or fewer clusters)")
     return prior / prior.sum(-1, keepdim=True)
 
 
+FLOAT32_TOL_MARGIN = 2.0  # auto: float32 only for tolerances at least this many times its measured error floor
+
+
 def solver_dtype(cfg: SelaConfig, n_total: int) -> torch.dtype:
-    """float32 unless sela.tol lies near float32's noise floor of SeLa's error (about N * 1.2e-7), e.g. the audio
-    SeLa code's 1e-4 at FSD50K size; then float64."""
+    """float32 unless sela.tol is within FLOAT32_TOL_MARGIN of the error floor float32 reaches
+    (`sinkhorn.float32_error_floor`, ~N·5e-7), e.g. the audio SeLa code's 1e-4 at any realistic N; then float64.
+    SeLa's 0.1 stays float32 up to N ~ 100k."""
     if cfg.solver_dtype == "auto":
-        return torch.float64 if cfg.tol < 4 * n_total * torch.finfo(torch.float32).eps else torch.float32
+        return torch.float64 if cfg.tol < FLOAT32_TOL_MARGIN * float32_error_floor(n_total) else torch.float32
     if cfg.solver_dtype in ("float32", "float64"):
         return getattr(torch, cfg.solver_dtype)
     raise ValueError(f"sela.solver_dtype must be auto, float32 or float64, got {cfg.solver_dtype!r}")
@@ -99,6 +108,7 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
                          channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
                          progress=run.progress)  # (N_r, D)
     t_embed = time.perf_counter() - t0
+    dead = dead_fraction(dist.all_reduce(alive_dims(emb).float()))  # dims 0 for every segment, over all ranks
     n_total = len(run.features)
     # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
     stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
@@ -125,7 +135,8 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
                   "solver_iterations_mean": float(result.iterations.float().mean()),
                   "solver_error": float(result.error.max()), "solver_converged": float(result.converged.all()),
                   "solver_seconds": float(result.seconds), "embed_seconds": t_embed,
-                  "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean())})
+                  "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean()),
+                  "dead_units": dead})
     if dist.is_main():
         store.history.append(stats)
         if not bool(result.converged.all()):

@@ -21,8 +21,9 @@ from torch import nn
 
 from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
+from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective, RunContext
-from hear_sela.objectives.label_update import update_labels
+from hear_sela.objectives.label_update import load_marginals, update_labels
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 
 log = logging.getLogger("hear_sela.train")
@@ -36,7 +37,9 @@ class SelaNet(nn.Module):
         self.encoder, self.heads = encoder, heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, H, K)
-        return self.heads(self.encoder(x).float())
+        z = self.encoder(x).float()  # (B, D)
+        self.alive = alive_dims(z)  # (D,): for the dead-unit log
+        return self.heads(z)
 
 
 def sela_loss(logits: torch.Tensor, labels: torch.Tensor, confidences: torch.Tensor | None = None,
@@ -64,9 +67,11 @@ class SelaObjective(Objective):
     def __init__(self, cfg: SelaConfig, encoder: nn.Module, n_segments: int, seed: int,
                  device: torch.device | str = "cpu"):
         self.cfg = cfg
+        load_marginals(cfg)  # a bad prior file fails here, not at the first label update after embedding everything
         heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout)
         super().__init__(SelaNet(encoder, heads).to(device))
         self.store = LabelStore.initial(cfg.heads, n_segments, cfg.clusters, seed, device)
+        self.relabel_due = False  # a resume on changed data: label the new segments before the next step
 
     def loss(self, indices: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """indices (B,) int64 into the store, views (1, B, 1, F, T) -> scalar loss."""
@@ -76,7 +81,18 @@ class SelaObjective(Objective):
 
     def scheduled_work(self, run: RunContext, step: int) -> None:
         """A label update when one is due before optimiser step `step` (updates due at one step spill onto the next
-        ones, as SeLa's loop consumes one per iteration)."""
+        ones, as SeLa's loop consumes one per iteration). After a resume on changed data, first an extra update that
+        labels the new segments with the resumed network (outside the schedule: the count of updates done stays)."""
+        if self.relabel_due:
+            self.relabel_due = False
+            self.sync_buffers()
+            done = self.store.updates
+            stats = {**self.update_labels(run), "relabel": 1.0}
+            self.store.updates = done
+            run.log("labels", step, stats)
+            if dist.is_main():
+                log.info("labelled the %d segments of the changed data at step %d (train.resume_relabel)",
+                         self.store.labels.shape[1], step)
         steps = label_update_steps(self.cfg, run.cfg.train.epochs, run.steps_per_epoch, self.store.labels.shape[1],
                                    run.cfg.train.batch_size)
         if self.store.updates < len(steps) and steps[self.store.updates] <= step:
@@ -97,9 +113,15 @@ class SelaObjective(Objective):
     def state_dict(self) -> dict[str, Any]:
         return {"heads": self.net.heads.state_dict(), "label_store": self.store.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], new_data: bool = False) -> None:
         self.net.heads.load_state_dict(state["heads"])
-        self.store.load_state_dict(state["label_store"])
+        if not new_data:
+            self.store.load_state_dict(state["label_store"])
+            return
+        # a fresh store for the new segments; the schedule goes on from the updates already done
+        old = state["label_store"]
+        self.store.updates, self.store.history = int(old["updates"]), list(old.get("history", []))
+        self.relabel_due = True
 
 
 def label_update_steps(cfg: SelaConfig, epochs: int, steps_per_epoch: int, n_segments: int,

@@ -17,6 +17,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from hear_sela.resources import s3prl_upstream_dir
 from hear_sela.s3prl_compat.shims import SHIMS, apply_shims, needed_shims
 
 __all__ = ["SHIMS", "apply_shims", "import_hubconf", "needed_shims", "prepare_hub", "register_upstream",
@@ -28,12 +29,15 @@ _PACKAGE = "hear_sela_s3prl_upstream"  # the name upstream/hear_sela is imported
 
 
 def upstream_dir() -> Path:
-    """upstream/hear_sela of this source tree, or the folder named by $HEAR_SELA_S3PRL_UPSTREAM."""
+    """The folder named by $HEAR_SELA_S3PRL_UPSTREAM, else upstream/hear_sela (its copy in an installed wheel, or
+    the source tree's; see hear_sela/resources.py)."""
     env = os.environ.get(UPSTREAM_ENV)
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "upstream" / "hear_sela"
+    if not env:
+        return s3prl_upstream_dir()
+    path = Path(env)
     if not (path / "hubconf.py").is_file():
-        raise FileNotFoundError(f"no s3prl upstream at {path} (hubconf.py missing): install hear_sela from a clone "
-                                f"(pip install -e .) or set {UPSTREAM_ENV} to a copy of upstream/hear_sela")
+        raise FileNotFoundError(f"no s3prl upstream at {path} (hubconf.py missing): set {UPSTREAM_ENV} to a copy of "
+                                "upstream/hear_sela, or unset it to use the installed one")
     return path
 
 

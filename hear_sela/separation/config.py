@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hear_sela.config import ConfigError, _from_dict, _merge, load_yaml, parse_override
+from hear_sela.config import ConfigError, _from_dict, load_yaml, merge_dicts, parse_override, path_field
 
 
 @dataclass
@@ -20,7 +20,8 @@ class SourcesConfig:
     """Mono speech sources: espeak-ng synthesis (this recipe only; never the encoder's corpus) or a folder."""
 
     kind: str = "espeak"  # espeak | folder
-    root: str = "/work/data/separation/sources"  # espeak: written here; folder: <root>/<split>/*.wav read from here
+    # espeak: written here; folder: <root>/<split>/*.wav read from here
+    root: str = path_field("/work/data/separation/sources")
     # espeak-ng voices (language+variant), disjoint per split so test voices are unseen
     train_voices: list[str] = field(default_factory=lambda: [
         "en-us+m1", "en-us+m2", "en-us+m3", "en-us+f1", "en-us+f2", "en-gb+m4", "en-gb+f3", "en-gb-scotland+m5",
@@ -39,7 +40,7 @@ class SourcesConfig:
 class MixtureConfig:
     """Anechoic far-field two-microphone mixtures of two sources (wsj0-2mix-like levels)."""
 
-    root: str = "/work/data/separation/mixtures"
+    root: str = path_field("/work/data/separation/mixtures")
     sample_rate: int = 8000  # paper
     seconds: float = 2.0  # (ours; paper <= 3.2 s training sequences) each source cropped/padded to this
     level_db: float = 5.0  # relative level U(0, level_db) dB between the sources, as wsj0-2mix
@@ -88,7 +89,7 @@ class StudentConfig:
 @dataclass
 class SeparationConfig:
     name: str = "separation"
-    out_dir: str = "runs/separation"
+    out_dir: str = path_field("runs/separation")
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     mixtures: MixtureConfig = field(default_factory=MixtureConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -119,6 +120,6 @@ def load_separation_config(path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"{path}: a recipe must be a mapping at top level")
         data, source = loaded, str(path)
     for text in overrides:
-        data = _merge(data, parse_override(text))
+        data = merge_dicts(data, parse_override(text))
         source = f"{source} + overrides"
     return separation_config_from_dict(data, source)

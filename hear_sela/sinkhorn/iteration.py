@@ -57,6 +57,14 @@ class SinkhornResult:
     passes: int  # full passes over the logits (for features: GEMMs over all rows), labels pass included
 
 
+def float32_error_floor(n_total: int) -> float:
+    """Where SeLa's error Σ_i |c_i/c'_i − 1| settles in float32 for N = n_total samples (all ranks), worst kernel:
+    ~4·N·eps (measured with column sums accumulated in float64 per block, realistic logits, K = 100, after 151
+    iterations at tol 0: dense kernel 0.050 at N = 100k, sparse 0.0028). The one place for this fact: the solver's
+    warning and the label update's auto dtype rule use it."""
+    return 4.0 * n_total * torch.finfo(torch.float32).eps
+
+
 def _check_finite(*tensors: Tensor | None, device: torch.device, chunk: int = 1 << 24) -> None:
     """Reject NaN and +inf (−inf logits are allowed: a cluster a sample can never take). Agreed across ranks so
     that no rank raises while the others wait in a collective."""
@@ -71,6 +79,27 @@ def _check_finite(*tensors: Tensor | None, device: torch.device, chunk: int = 1 
     flag = distributed.all_reduce(torch.tensor([float(bad)], device=device), "max")
     if flag.item() > 0:
         raise ValueError("solve_labels: inputs contain NaN or +inf")
+
+
+def _check_feasible(logits: Tensor | None, bias: Tensor | None, heads: int, clusters: int, device: torch.device,
+                    chunk: int) -> None:
+    """Reject clusters whose logits are −inf for every sample of all ranks: no sample can take their target mass, so
+    the problem has no solution and the iteration would drive their duals to infinity. logits: (H, N_r, K), or for
+    features only the bias (H, K) can make a logit −inf. Agreed across ranks."""
+    col_max = torch.full((heads, clusters), -math.inf, device=device)
+    if logits is not None:
+        for start in range(0, logits.shape[1], chunk):
+            col_max = torch.maximum(col_max, logits[:, start:start + chunk].amax(1).to(device, torch.float32))
+    elif bias is None:
+        return
+    else:
+        col_max = torch.where(bias.to(device) == -math.inf, -math.inf, 0.0)
+    dead = distributed.all_reduce(col_max, "max") == -math.inf
+    if bool(dead.any()):
+        where = "; ".join(f"head {h}: cluster(s) {dead[h].nonzero().flatten().tolist()}"
+                          for h in range(heads) if bool(dead[h].any()))
+        raise ValueError(f"solve_labels: infeasible problem, logits are -inf for every sample in {where}; no sample "
+                         "can take those clusters' target mass (give each cluster a finite logit somewhere)")
 
 
 @contextlib.contextmanager
@@ -97,8 +126,9 @@ def solve_labels(logits: Tensor | None = None, *, features: Tensor | None = None
     features (N_r, D) + weights (H, K, D) + bias (H, K) | None, with logits = features · weightsᵀ + bias.
     marginals: cluster targets, None (uniform) | (K,) | (H, K), normalised here.
     tol / check_every / max_iters: SeLa's rule err = Σ_i |c_i/c'_i − 1| ≤ tol, tested when (t − 1) % check_every
-    == 0 and at t = max_iters. Heads stop independently. In float32 err has a noise floor of about N·1.5e-8
-    (N = all ranks' rows; measured): use dtype=torch.float64 for tolerances near it (e.g. the audio SeLa 1e-4).
+    == 0 and at t = max_iters. Heads stop independently. In float32 err has a noise floor of about N·5e-7
+    (`float32_error_floor`, N = all ranks' rows; measured): use dtype=torch.float64 for tolerances near it (e.g.
+    the audio SeLa 1e-4).
     warm_start: duals of the previous solve (same H, K). kernel: "auto" (sparse unless dense is cheaper),
     "sparse", or "dense" (stored G for logits, G recomputed per chunk for features).
     chunk_size: rows per streamed block (default: ~16 MiB of (H, rows, K) on CPU, 256 MiB on CUDA).
@@ -133,15 +163,15 @@ def solve_labels(logits: Tensor | None = None, *, features: Tensor | None = None
     _check_finite(logits if logits is not None else features, weights, bias, device=dev)
     n_heads, rows, k = source.heads, source.rows, source.clusters
     chunk = chunk_size or max(1, _CHUNK_BYTES["cuda" if dev.type == "cuda" else "cpu"] // (4 * n_heads * k))
+    _check_feasible(logits, bias, n_heads, k, dev, chunk)
 
-    eps = torch.finfo(dtype).eps
     log_floor = math.log(torch.finfo(dtype).tiny) + 2.0  # dense kernel entries below e^log_floor are set to 0
     # float64 needs a smaller ε for the same relative effect of the dropped entries
     log_eps = _LOG_EPS if dtype == torch.float32 else 2 * _LOG_EPS
     n_total = int(distributed.all_reduce(torch.tensor([float(rows)], dtype=torch.float64, device=dev)).item())
-    if dtype == torch.float32 and tol < n_total * eps / 4 and distributed.is_main():
-        warnings.warn(f"tol={tol} is near float32's noise floor of the error (~{n_total * eps / 8:.2g} for "
-                      f"N={n_total}); it may run to max_iters. Consider dtype=torch.float64.", stacklevel=2)
+    if dtype == torch.float32 and tol < float32_error_floor(n_total) and distributed.is_main():
+        warnings.warn(f"tol={tol} is near float32's noise floor of the error (~{float32_error_floor(n_total):.2g} "
+                      f"for N={n_total}); it may run to max_iters. Consider dtype=torch.float64.", stacklevel=2)
     target = _target_marginals(marginals, n_heads, k, dev) * n_total  # (H, K): cluster sums N·a
 
     with _matmul_precision(matmul_precision):

@@ -26,7 +26,29 @@ from hear_sela.sinkhorn.sources import (
 )
 
 # ----------------------------------------------------------------------------------------------------------------
-# Kernel stores: what one scaling iteration reads. sweep(r~) returns c~ = 1/(G r~) and this rank's Gᵀc~.
+# Kernel stores: what one scaling iteration reads. sweep(r~) returns c~ = 1/(G r~) and this rank's Gᵀc~, the
+# latter accumulated in float64 whatever the kernel's dtype (its error sets the floor of SeLa's stopping error).
+
+
+_SUM_BLOCK = 256  # rows per float32 partial column sum; the partials are added in float64
+
+
+def _add_colsum_(acc: Tensor, c: Tensor, g: Tensor) -> Tensor:
+    """acc += c G over a chunk's rows: float32 GEMMs over blocks of _SUM_BLOCK rows, their partials summed in float64.
+
+    acc: (H_a, K) float64; c: (H_a, 1, C); g: (H_a, C, K). One float32 GEMM over all N rows errs by up to ~N ulps
+    (Σ|c/c' − 1| then floors at ~N²·1e-10: 1.5 at N = 100k, above SeLa's tol 0.1); blocks keep it at ~√256 ulps
+    of each partial, at the speed of the single GEMM (measured on CPU).
+    """
+    heads, rows, k = g.shape
+    full = rows - rows % _SUM_BLOCK
+    for h in range(heads):  # per head: a head's rows are contiguous, so the blocks are views
+        if full:
+            part = torch.bmm(c[h, :, :full].view(-1, 1, _SUM_BLOCK), g[h, :full].view(-1, _SUM_BLOCK, k))
+            acc[h] += part.sum((0, 1), dtype=torch.float64)
+        if full < rows:
+            acc[h] += torch.mm(c[h, :, full:], g[h, full:]).squeeze(0).double()
+    return acc
 
 
 def _next_c(y: Tensor, c_prev: Tensor | None, omega: Tensor | None) -> Tensor:
@@ -49,10 +71,13 @@ class _DenseStore:
         self.chunk = chunk
 
     def sweep(self, r: Tensor, c_prev: Tensor | None, omega: Tensor | None) -> tuple[Tensor, Tensor]:
-        """c~ = 1/(G r~) (relaxed) and Gᵀc~.  # (H_a, K), (H_a, N_r) | None, (H_a, 1) | None -> (H_a, N_r), (H_a, K)"""
+        """c~ = 1/(G r~) (relaxed) and Gᵀc~ (float64).
+
+        # (H_a, K), (H_a, N_r) | None, (H_a, 1) | None -> (H_a, N_r), (H_a, K)
+        """
         heads, rows, k = self.g.shape
         c = torch.empty(heads, rows, dtype=r.dtype, device=r.device)
-        colsum = torch.zeros(heads, 1, k, dtype=r.dtype, device=r.device)
+        colsum = torch.zeros(heads, k, dtype=torch.float64, device=r.device)
         r_row = r.unsqueeze(1)  # (H_a, 1, K)
         om = None if omega is None else omega.unsqueeze(1)
         # Both mat-vecs per chunk: the second reads the chunk while it is still in cache (one memory pass).
@@ -60,9 +85,9 @@ class _DenseStore:
             g = self.g[:, start:stop]
             y = torch.bmm(r_row, g.transpose(1, 2))  # (H_a, 1, C); bmm(G, r) takes a slow GEMM path
             cc = _next_c(y, None if c_prev is None else c_prev[:, None, start:stop], om)
-            colsum.baddbmm_(cc, g)
+            _add_colsum_(colsum, cc, g)
             c[:, start:stop] = cc.squeeze(1)
-        return c, colsum.squeeze(1)
+        return c, colsum
 
     def drop(self, keep: Tensor) -> None:
         """Compact the kept heads to the front in place, so that later sweeps skip converged heads."""
@@ -90,7 +115,7 @@ class _SparseStore:
     def column_sums(self) -> Tensor:
         """Σ_i G_ik, the r-update's denominator at c~ = 1.  # (H_a, K)"""
         ones = torch.ones(self.heads * self.rows, dtype=self.s.dtype, device=self.s.device)
-        return torch.mv(self.st, ones).view(self.heads, self.clusters)
+        return torch.mv(self.st, ones).view(self.heads, self.clusters).double()
 
     def sweep(self, r: Tensor, c_prev: Tensor | None, omega: Tensor | None) -> tuple[Tensor, Tensor]:
         """# (H_live, K), (H_live, N_r) | None, (H_live, 1) | None -> (H_live, N_r), (H_live, K)"""
@@ -103,7 +128,7 @@ class _SparseStore:
                 omega = torch.ones(self.heads, 1, dtype=r.dtype, device=r.device).index_put_((live,), omega)
         y = torch.mv(self.s, r.reshape(-1)).view(self.heads, self.rows)  # (H_a, N_r)
         c = _next_c(y, c_prev, omega)
-        colsum = torch.mv(self.st, c.view(-1)).view(self.heads, self.clusters)  # (H_a, K)
+        colsum = torch.mv(self.st, c.view(-1)).view(self.heads, self.clusters).double()  # (H_a, K)
         return (c, colsum) if live is None else (c[live], colsum[live])
 
     def drop(self, keep: Tensor) -> None:
@@ -150,7 +175,7 @@ class _RecomputeStore:
         """# (H_a, K), (H_a, N_r) | None, (H_a, 1) | None -> (H_a, N_r), (H_a, K)"""
         heads, k = r.shape
         c = torch.empty(heads, self.source.rows, dtype=r.dtype, device=r.device)
-        colsum = torch.zeros(heads, 1, k, dtype=r.dtype, device=r.device)
+        colsum = torch.zeros(heads, k, dtype=torch.float64, device=r.device)
         r_row = r.unsqueeze(1)
         om = None if omega is None else omega.unsqueeze(1)
         for start, stop in _row_chunks(self.source.rows, self.chunk):
@@ -159,9 +184,9 @@ class _RecomputeStore:
             g = _safe_exp_(x)
             y = torch.bmm(r_row, g.transpose(1, 2))  # (H_a, 1, C)
             cc = _next_c(y, None if c_prev is None else c_prev[:, None, start:stop], om)
-            colsum.baddbmm_(cc, g)
+            _add_colsum_(colsum, cc, g)
             c[:, start:stop] = cc.squeeze(1)
-        return c, colsum.squeeze(1)
+        return c, colsum
 
     def drop(self, keep: Tensor) -> None:
         self.heads = tuple(h for h, kept in zip(self.heads, keep.tolist()) if kept)
@@ -180,7 +205,7 @@ def _column_logsumexp(source: _LogitSource | _FeatureSource, heads: tuple[int, .
     """
     h, k, dev = len(heads), source.clusters, source.device
     run_max = torch.full((h, k), -math.inf, dtype=source.dtype, device=dev)
-    run_sum = torch.zeros(h, k, dtype=source.dtype, device=dev)
+    run_sum = torch.zeros(h, k, dtype=torch.float64, device=dev)  # float64 across chunks, as the sweeps
     v0 = torch.empty(h, source.rows, dtype=torch.float64, device=dev) if v is None else None
     for start, stop in _row_chunks(source.rows, chunk):
         logits = source.chunk(heads, start, stop)
@@ -191,21 +216,22 @@ def _column_logsumexp(source: _LogitSource | _FeatureSource, heads: tuple[int, .
             vc = v[:, start:stop].to(source.dtype)
         x = _log_kernel(logits, lamb, vc.unsqueeze(-1))
         new_max = torch.maximum(run_max, x.amax(1))
-        run_sum.mul_(torch.exp(run_max - new_max)).add_(_safe_exp_(x.sub_(new_max.unsqueeze(1))).sum(1))
+        run_sum.mul_(torch.exp(run_max - new_max)).add_(_safe_exp_(x.sub_(new_max.unsqueeze(1))).sum(
+            1, dtype=torch.float64))
         run_max = new_max
     # Logsumexp across ranks: agree on the max, then sum the rescaled partial sums.
     global_max = distributed.all_reduce(run_max.clone(), "max")
-    run_sum = distributed.all_reduce(run_sum * torch.exp(run_max - global_max).nan_to_num_(nan=0.0), "sum")
-    return global_max.double() + torch.log(run_sum.double()), (v0 if v is None else None)
+    run_sum = distributed.all_reduce(run_sum * torch.exp(run_max - global_max).nan_to_num_(nan=0.0).double(), "sum")
+    return global_max.double() + torch.log(run_sum), (v0 if v is None else None)
 
 
 @dataclass
 class _Built:
     store: _DenseStore | _SparseStore | _RecomputeStore
     beta: Tensor  # (H_a, N_r) float64 absorbed sample duals: log c of the build's exact c-update
-    colsum: Tensor  # (H_a, K) Σ_i G_ik over all ranks (the next r-update's denominator at c~ = 1)
+    colsum: Tensor  # (H_a, K) float64 Σ_i G_ik over all ranks (the next r-update's denominator at c~ = 1)
     row_dropped: Tensor  # (H_a,) max over all ranks' rows of the kernel mass dropped from a row (rows sum to 1)
-    col_dropped: Tensor  # (H_a, K) kernel mass dropped from each column, summed over all ranks
+    col_dropped: Tensor  # (H_a, K) float64 kernel mass dropped from each column, summed over all ranks
     density: float  # kept fraction on this rank
 
 
@@ -224,9 +250,9 @@ def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha:
     budget = int(_SPARSE_MAX_DENSITY * h * rows * k) if kind == "auto" else None
     dense_g = torch.empty(h, rows, k, dtype=dt, device=dev) if not use_sparse and isinstance(
         source, _LogitSource) else None
-    colsum = torch.zeros(h, k, dtype=dt, device=dev)
+    colsum = torch.zeros(h, k, dtype=torch.float64, device=dev)
     row_dropped = torch.zeros(h, dtype=torch.float64, device=dev)
-    col_dropped = torch.zeros(h, 1, k, dtype=dt, device=dev)
+    col_dropped = torch.zeros(h, 1, k, dtype=torch.float64, device=dev)
     # Sparse pieces per head, so that the CSR rows come out head-major without sorting.
     row_counts: list[list[Tensor]] = [[] for _ in range(h)]
     col_idx: list[list[Tensor]] = [[] for _ in range(h)]
@@ -242,7 +268,7 @@ def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha:
         if not use_sparse:
             g.div_(z)
             g.masked_fill_(g < math.exp(log_floor), 0.0)
-            colsum += g.sum(1)
+            colsum += g.sum(1, dtype=torch.float64)
             if dense_g is not None:
                 dense_g[:, start:stop] = g
             continue
@@ -250,7 +276,7 @@ def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha:
         dropped = torch.where(keep, 0.0, g)
         inv_z = z.reciprocal_()  # (H_a, C, 1)
         row_dropped = torch.maximum(row_dropped, (dropped.sum(-1, keepdim=True) * inv_z).amax((1, 2)).double())
-        col_dropped.baddbmm_(inv_z.transpose(1, 2), dropped)
+        col_dropped += torch.bmm(inv_z.transpose(1, 2), dropped).double()
         flat = keep.view(-1).nonzero().squeeze(1)  # (nnz_c,) into (H_a, C, K)
         vals = g.view(-1)[flat] * inv_z.view(-1)[flat // k]
         hc, ik = flat // (n * k), flat % (n * k)  # head; row·K + column within the head's block

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from torch.utils.data import DistributedSampler, Sampler
 
 from hear_sela import distributed as dist
+from hear_sela.config import ConfigError
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -41,6 +42,6 @@ def batches_per_epoch(n: int, batch_size: int, max_batches: int | None = None) -
     per_rank = -(-n // dist.world_size())  # DistributedSampler pads to a multiple of the world size
     full = per_rank // batch_size
     if full == 0:
-        raise ValueError(f"train.batch_size={batch_size} exceeds the {per_rank} segments per rank "
+        raise ConfigError(f"train.batch_size={batch_size} exceeds the {per_rank} segments per rank "
                          f"({n} segments, {dist.world_size()} ranks): lower the batch size")
     return min(full, max_batches) if max_batches else full

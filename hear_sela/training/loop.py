@@ -30,12 +30,19 @@ import yaml
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
-from hear_sela.config import Config, config_to_dict
+from hear_sela.config import Config, ConfigError, config_to_dict
 from hear_sela.data.segments import SegmentDataset, make_loader
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
 from hear_sela.training.optim import build_optimizer, build_scheduler
-from hear_sela.training.state import build_objective, find_resume, load_state, restore_rng, save_state
+from hear_sela.training.state import (
+    build_objective,
+    check_resume_data,
+    find_resume,
+    load_state,
+    restore_rng,
+    save_state,
+)
 
 log = logging.getLogger("hear_sela.train")
 
@@ -56,24 +63,25 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def open_cache(cfg: Config):
+def open_cache(cfg: Config, records: list | None = None):
     """The run's feature cache (rank 0 builds or opens it while the other ranks wait, then they open it)."""
     from hear_sela.data.prepare import prepare_cache
 
-    return prepare_cache(cfg, progress=dist.is_main())
+    return prepare_cache(cfg, progress=dist.is_main(), records=records)
 
 
 # ---------------------------------------------------------------- logging
 
 
-def _kept(record: dict[str, Any], resume_step: int) -> bool:
-    return record["step"] < resume_step or (record["step"] == resume_step and record["kind"] != "labels")
+def _kept(record: dict[str, Any], resume_step: int, finished: bool) -> bool:
+    # a finished run's checkpoint comes after the label update at its last step; any other before it
+    return record["step"] < resume_step or (record["step"] == resume_step and (finished or record["kind"] != "labels"))
 
 
 class Logger:
     """Rank-0 scalars to TensorBoard and to a JSONL file (one object per record, with the global step)."""
 
-    def __init__(self, out_dir: Path, resume_step: int | None):
+    def __init__(self, out_dir: Path, resume_step: int | None, finished: bool = False):
         self.enabled = dist.is_main()
         self.path = out_dir / "metrics.jsonl"
         self.tb = None
@@ -82,7 +90,7 @@ class Logger:
         if resume_step is not None and self.path.exists():  # drop records past the checkpoint we resume from
             # train records at step s were written before the checkpoint at s, label updates at s after it
             kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln and _kept(json.loads(ln), resume_step)]
+                    if ln and _kept(json.loads(ln), resume_step, finished)]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         elif resume_step is None:
             self.path.write_text("")
@@ -153,12 +161,15 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     dist.barrier()
 
     # ---- data: the feature cache; its statistics normalise the input and travel inside every checkpoint
-    cache = cache if cache is not None else open_cache(cfg)
+    records, new_data = None, False
+    if ckpt_path is not None and cache is None:  # a changed data set is refused before the cache is touched
+        records, new_data = check_resume_data(cfg, ckpt_path, device)
+    cache = cache if cache is not None else open_cache(cfg, records)
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     dataset = SegmentDataset(cache.features)
     n = len(dataset)
     if tc.batch_size % dist.world_size():
-        raise ValueError(f"train.batch_size={tc.batch_size} (the global batch) is not divisible by the "
+        raise ConfigError(f"train.batch_size={tc.batch_size} (the global batch) is not divisible by the "
                          f"{dist.world_size()} ranks")
     rank_batch = tc.batch_size // dist.world_size()
     steps_per_epoch = batches_per_epoch(n, rank_batch, tc.max_steps_per_epoch)
@@ -178,14 +189,22 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     # ---- resume
     pos = {"epoch": 0, "epoch_step": 0, "step": 0}
     if ckpt_path is not None:
-        ckpt = load_state(ckpt_path, objective, augment, opt, sched, device)
+        ckpt = load_state(ckpt_path, objective, augment, opt, sched, device, new_data=new_data)
         pos = {k: int(ckpt[k]) for k in pos}
+        if new_data and pos["epoch_step"]:  # the old batch order means nothing on new data: redo the epoch
+            pos["epoch_step"] = 0
         log.info("resumed %s at epoch %d, step %d (%d in the epoch)", ckpt_path, pos["epoch"], pos["step"],
                  pos["epoch_step"])
         if ckpt.get("finished"):
-            log.info("%s is a finished run; nothing to do", ckpt_path)
-            return ckpt_path
-    logger = Logger(out_dir, pos["step"] if ckpt_path is not None else None)
+            if pos["epoch"] >= tc.epochs:
+                log.info("%s is a finished run of %d epochs; nothing to do (set train.epochs above %d to extend it)",
+                         ckpt_path, pos["epoch"], pos["epoch"])
+                return ckpt_path
+            log.info("%s finished %d epochs; extending the run to train.epochs=%d: the learning-rate schedule%s "
+                     "follow the new count", ckpt_path, pos["epoch"], tc.epochs,
+                     " and SeLa's label-update schedule" if objective.name == "sela" else "")
+    logger = Logger(out_dir, pos["step"] if ckpt_path is not None else None,
+                    finished=ckpt_path is not None and bool(ckpt.get("finished")))
     runner = objective.net
     if dist.world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -195,7 +214,8 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     amp = tc.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
     last = out_dir / "last.pt"
-    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n}
+    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n,
+             "cache_fingerprint": cache.manifest.get("fingerprint")}
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
                  objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())
@@ -239,7 +259,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                 now = time.perf_counter()
                 logger.write("train", pos["step"], {"loss": value, "lr": sched.get_last_lr()[0],
                                                     "clips_per_s": clips_log / max(now - t_log, 1e-9),
-                                                    "epoch": epoch})
+                                                    "epoch": epoch, "dead_units": objective.dead_units()})
                 t_log, clips_log = now, 0
                 if dist.is_main():
                     loader.set_postfix(loss=f"{value:.4f}")
@@ -256,7 +276,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     check(pending)
     objective.scheduled_work(run, pos["step"])
     final = out_dir / "final.pt"
-    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
+    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True}, resumable=False)
     save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
     logger.close()
     return final

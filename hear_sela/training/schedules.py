@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hear_sela.config import OptimConfig
+from hear_sela.config import ConfigError, OptimConfig
 
 
 def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) -> float:
@@ -21,4 +21,4 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) ->
     if cfg.schedule == "cosine":
         total = max(epochs * steps_per_epoch - warmup, 1)
         return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / total))
-    raise ValueError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")
+    raise ConfigError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")

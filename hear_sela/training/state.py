@@ -5,6 +5,10 @@ The main file (rank 0) holds weights, optimiser, scheduler, objective state (hea
 projector, predictor and EMA target), the position (epoch, step within it, global step) and rank 0's RNG states and
 mixup memory. Ranks > 0 keep their own RNG states and mixup memory in side files named by step, written before the
 main file, so the main file always finds the side files of its own step.
+
+`final.pt` is written without resumable extras: no mixup memory (BYOL-A's 2048 inputs are 50 MB of a 51 MB
+checkpoint) and no side files. `last.pt`, written at the same step, keeps them, so the exact resume (and extending a
+finished run) goes through `last.pt`; a resume from `final.pt` starts with an empty mixup memory and says so.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import numpy as np
 import torch
 
 from hear_sela import distributed as dist
-from hear_sela.augment import Augment
-from hear_sela.checkpoint import encoder_checkpoint_state, load_checkpoint, save_checkpoint
-from hear_sela.config import Config, config_from_dict
+from hear_sela.augment import Augment, augment_state
+from hear_sela.checkpoint import CheckpointError, encoder_checkpoint_state, load_checkpoint, save_checkpoint
+from hear_sela.config import Config, ConfigError, config_from_dict
 from hear_sela.encoders import build_encoder
 from hear_sela.objectives.base import Objective
 from hear_sela.objectives.byol import ByolObjective
 from hear_sela.objectives.sela import SelaObjective
 
 log = logging.getLogger("hear_sela.train")
+
+
+class ResumeError(ValueError):
+    """A run cannot start or resume as asked (an existing run, a missing or unfitting checkpoint, changed data)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -60,12 +68,13 @@ def _local_path(path: Path, rank: int, step: int) -> Path:
 
 
 def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched, pos: dict[str, int],
-               extra: dict[str, Any]) -> None:
+               extra: dict[str, Any], resumable: bool = True) -> None:
     """Write a checkpoint atomically. Rank-local state (RNG, mixup memory) of ranks > 0 goes to side files named by
-    step, written before the main file, so the main file always finds its matching side files."""
+    step, written before the main file, so the main file always finds its matching side files. resumable=False
+    leaves out the mixup memory and the side files (final.pt: for analysis and export; last.pt resumes)."""
     objective.sync_buffers()
-    local = {"rng": capture_rng(), "augment": augment.state_dict(), "step": pos["step"]}
-    if not dist.is_main():
+    local = {"rng": capture_rng(), "augment": augment_state(augment, with_memory=resumable), "step": pos["step"]}
+    if resumable and not dist.is_main():
         save_checkpoint(_local_path(path, dist.rank(), pos["step"]), local)
     dist.barrier()
     if dist.is_main():
@@ -74,21 +83,64 @@ def save_state(path: Path, cfg: Config, objective, augment: Augment, opt, sched,
                  "local": local, "world_size": dist.world_size(), **pos, **extra}
         save_checkpoint(path, state)
     dist.barrier()
-    if not dist.is_main():  # older side files are no longer referenced
+    if resumable and not dist.is_main():  # older side files are no longer referenced
         for old in path.parent.glob(f"{path.stem}.rank{dist.rank()}.step*.pt"):
             if old != _local_path(path, dist.rank(), pos["step"]):
                 old.unlink(missing_ok=True)
 
 
-def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device) -> dict[str, Any]:
+def _load_for_resume(path: Path) -> dict[str, Any]:
+    try:
+        return load_checkpoint(path, map_location="cpu")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; resume another checkpoint (--resume PATH) or start afresh in a new "
+                              "train.out_dir") from None
+
+
+def check_resume_data(cfg: Config, path: Path, device: torch.device) -> tuple[list | None, bool]:
+    """Before the feature cache is touched: does the data `cfg` describes still give the cache the checkpoint
+    trained on? Returns (the clip records when rank 0 built them, data changed). A change raises ResumeError naming
+    it (files added and removed) and the two ways on, unless train.resume_relabel is set."""
+    from hear_sela.data.prepare import cache_dir_of, data_change, planned_cache
+
+    ckpt = _load_for_resume(path)  # on every rank: a bad checkpoint fails everywhere, before any collective
+    fingerprint = ckpt.get("cache_fingerprint")
+    if fingerprint is None:  # written before checkpoints recorded it: the manifest it trained on, if still there
+        from hear_sela.data.cache import MANIFEST, read_cache_json
+
+        old = read_cache_json(Path(ckpt.get("cache_dir") or cache_dir_of(cfg)) / MANIFEST) or {}
+        if old.get("shape", [None])[0] == ckpt.get("n_segments"):
+            fingerprint = old.get("fingerprint")
+    records, change = None, None
+    if fingerprint is not None and dist.is_main():
+        records, ident = planned_cache(cfg)
+        change = data_change(cfg, fingerprint, records, ident)
+    changed = bool(dist.all_reduce(torch.tensor([float(change is not None)], device=device))[0])
+    if changed and not cfg.train.resume_relabel:
+        store = ckpt.get("label_store")
+        fits = f"its label store ({tuple(store['labels'].shape)}: heads x segments) would not fit and " \
+            if store is not None else ""
+        raise ResumeError(f"{path}: the data changed since this checkpoint was written ({change or 'see rank 0'}); "
+                          f"{fits}resuming would rebuild the feature cache. Train into a new train.out_dir, or "
+                          "continue from its weights on the new data with train.resume_relabel=true")
+    if changed:
+        log.warning("%s: the data changed (%s); continuing from its weights on the new data "
+                    "(train.resume_relabel=true)", path, change or "see rank 0")
+    return records, changed
+
+
+def load_state(path: Path, objective, augment: Augment, opt, sched, device: torch.device, new_data: bool = False
+               ) -> dict[str, Any]:
     """Restore everything `save_state` wrote except the RNG states, which come back in the returned checkpoint as
-    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers)."""
-    ckpt = load_checkpoint(path, map_location="cpu")
+    "rng_to_restore" (other setup code, e.g. TensorBoard's writer, may still draw random numbers). new_data: the
+    checkpoint trained on other data (train.resume_relabel): the objective keeps only what does not depend on it."""
+    ckpt = _load_for_resume(path)
     if ckpt.get("objective") != objective.name:
-        raise ValueError(f"{path}: checkpoint of objective {ckpt.get('objective')!r}, this run trains "
-                         f"{objective.name!r}")
+        raise ResumeError(f"{path}: checkpoint of objective {ckpt.get('objective')!r}, this run trains "
+                          f"{objective.name!r}: set train.objective={ckpt.get('objective')}, or resume another "
+                          "checkpoint")
     objective.encoder.load_state_dict(ckpt["encoder"])
-    objective.load_state_dict(ckpt)
+    objective.load_state_dict(ckpt, new_data=new_data)
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     local = ckpt["local"]
@@ -101,6 +153,9 @@ def load_state(path: Path, objective, augment: Augment, opt, sched, device: torc
                         "memory; the run continues but is not bit-identical", dist.rank(), side,
                         ckpt["world_size"], dist.world_size())
     augment.load_state_dict(local["augment"])
+    if augment.mixup is not None and augment.mixup.size > 0 and augment.mixup.filled == 0 and ckpt["step"] > 0:
+        log.warning("%s holds no mixup memory (final.pt leaves it out): the run continues with an empty one and is "
+                    "not bit-identical; resume %s for an exact continuation", path, path.with_name("last.pt"))
     ckpt["rng_to_restore"] = local["rng"]  # restored by the caller as the very last setup step
     return ckpt
 
@@ -111,14 +166,14 @@ def find_resume(cfg: Config, resume: str | None) -> Path | None:
     last = Path(cfg.train.out_dir) / "last.pt"
     if mode in ("never", "", None):
         if last.exists():
-            raise FileExistsError(f"{last} exists: resume it with --resume (train.resume=auto) or choose another "
-                                  "train.out_dir")
+            raise ResumeError(f"{last} exists: resume it with --resume (train.resume=auto) or choose another "
+                              "train.out_dir")
         return None
     if mode == "auto":
         return last if last.exists() else None
     path = Path(mode)
     if not path.is_file():
-        raise FileNotFoundError(f"train.resume={mode!r}: no such checkpoint")
+        raise ResumeError(f"train.resume={mode!r}: no such checkpoint; give the path of a last.pt or final.pt")
     return path
 
 
@@ -130,7 +185,7 @@ def build_objective(cfg: Config, n_segments: int, device: torch.device) -> Objec
         return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
     if cfg.train.objective == "byol":
         return ByolObjective(cfg.byol, encoder, device)
-    raise ValueError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
+    raise ConfigError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
 
 
 @dataclass
@@ -158,7 +213,7 @@ class TrainingCheckpoint:
 
     def require(self, objective: str) -> TrainingCheckpoint:
         if self.objective != objective:
-            raise ValueError(f"{self.path}: a {self.objective!r} checkpoint, not {objective!r}; give a "
+            raise CheckpointError(f"{self.path}: a {self.objective!r} checkpoint, not {objective!r}; give a "
                              f"{objective!r} checkpoint")
         return self
 
