@@ -25,8 +25,13 @@ COMMANDS: dict[str, str] = {
 }
 
 
+DESCRIPTION = ("Self-labeling (SeLa) and BYOL-A audio representation learning: train, analyse, export and evaluate "
+               "encoders for the HEAR 2021 benchmark and s3prl.")
+EPILOG = "Run `hear-sela COMMAND --help` for a command's arguments; README.md documents each command."
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = argparse.ArgumentParser(prog="hear-sela", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="hear-sela", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():

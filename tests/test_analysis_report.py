@@ -104,3 +104,46 @@ def test_no_top_level_for_labels_outside_the_ontology(tmp_path):
     inputs.clip_labels = [tuple(names[x] for x in labels) for labels in inputs.clip_labels]
     res = analyze(inputs, tmp_path)
     assert set(res.metrics["reference"]) == {"labels"}
+
+
+def _scored(rng, n_clips: int, k: int, head_quality: float):
+    """n_clips of 3 classes; one head that follows the class for a share `head_quality` of the segments; clip
+    embeddings that separate the classes perfectly (k-means on them is near-perfect)."""
+    cls = np.repeat(np.arange(3), n_clips // 3)
+    seg_clip = np.arange(len(cls))
+    head = np.where(rng.random(len(cls)) < head_quality, cls, rng.integers(0, k, len(cls)))
+    return AnalysisInputs(
+        labels=head[None], confidences=np.ones((1, len(cls))), n_clusters=k, segment_clip=seg_clip,
+        segment_start=np.zeros(len(cls)), clip_ids=[f"c{i}" for i in range(len(cls))],
+        clip_labels=[(f"class{c}",) for c in cls],
+        embeddings={"untrained encoder": np.eye(3)[cls] * 5 + rng.normal(0, 0.1, (len(cls), 3))},
+        source="constructed", skipped_files=[{"clip_id": "b", "path": "/data/bad.wav", "reason": "truncated WAV"}],
+        too_short=[{"clip_id": "s", "path": "/data/dog_1.wav", "seconds": 0.4}], min_segment_seconds=1.0)
+
+
+def _says(report: str) -> str:
+    return report.split("### What the scores say")[1].split("### Reference")[0]
+
+
+def test_report_says_a_baseline_wins_and_warns_when_k_is_large(tmp_path):
+    analyze(_scored(np.random.default_rng(0), 90, 45, head_quality=0.3), tmp_path)  # 2 clips per cluster
+    says = _says((tmp_path / "report.md").read_text())
+    assert "best is `k-means: untrained encoder`" in says
+    assert "does not beat `k-means: untrained encoder`" in says
+    assert "Warning: K=45 is large for 90 clips" in says and "2.0 clips per cluster" in says
+
+
+def test_report_says_sela_wins_without_a_warning_when_k_fits(tmp_path):
+    inputs = _scored(np.random.default_rng(0), 300, 3, head_quality=1.0)
+    inputs.embeddings = {"mean log-mel": np.random.default_rng(1).normal(size=(300, 4))}  # uninformative
+    analyze(inputs, tmp_path)
+    says = _says((tmp_path / "report.md").read_text())
+    assert "SeLa's best head (`SeLa head 0`, 1.000) beats every baseline" in says
+    assert "Warning" not in says
+
+
+def test_report_lists_skipped_and_too_short_files(tmp_path):
+    analyze(_scored(np.random.default_rng(0), 30, 3, head_quality=1.0), tmp_path)
+    left_out = (tmp_path / "report.md").read_text().split("## Files left out")[1]
+    assert "`/data/bad.wav`: truncated WAV" in left_out
+    assert "`/data/dog_1.wav` (0.40 s)" in left_out and "`data.min_segment_seconds` = 1 s" in left_out

@@ -28,7 +28,7 @@ import pandas as pd
 
 from hear_sela.analysis import metrics as M
 from hear_sela.analysis import plots
-from hear_sela.analysis.report import cluster_report, label_report, markdown_table
+from hear_sela.analysis.report import cluster_report, interpret, label_report, left_out_lines, markdown_table
 
 log = logging.getLogger("hear_sela.analysis")
 
@@ -49,6 +49,9 @@ class AnalysisInputs:
     map_embedding: str | None = None  # which of `embeddings` to draw as the 2-D map (default: the first)
     vocabulary: Mapping[str, str] | None = None  # reference label -> AudioSet mid, for the top-level mapping
     source: str = ""  # what was analysed (shown in the report)
+    skipped_files: list[dict] = field(default_factory=list)  # the cache's unreadable files: path, reason
+    too_short: list[dict] = field(default_factory=list)  # clips that gave no segment: path, seconds
+    min_segment_seconds: float | None = None  # the setting that made them too short
 
 
 @dataclass
@@ -223,6 +226,9 @@ def analyze(inputs: AnalysisInputs, out_dir: str | Path, head: int | None = None
     files["summary"] = out_dir / "summary.json"
     files["report"] = write_report(out_dir, inputs, table, clusters, per_label, report_head, primary, method,
                                    map_name, files, dead)
+    for line in interpret(table, k, random_name(report_head)):
+        if "does not beat" in line or "Warning" in line:
+            log.warning("%s", line.strip().lstrip("- ").replace("**", "").replace("`", ""))
     return AnalysisResult(table, clusters, per_label, report_head, files)
 
 
@@ -252,6 +258,7 @@ def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clu
         "(McDaid et al. 2011, NMI_max). Baselines: k-means with the same K on the named clip features, and a "
         "random labeling with the report head's cluster sizes. Docs: hear_sela's README, section 'The demo, analysis "
         "and evaluation'.", ""]
+    lines += ["### What the scores say", "", *interpret(table, inputs.n_clusters, random_name(head)), ""]
     for ref, part in table.groupby("reference", sort=False):
         cols = [c for c in part.columns if c != "reference" and part[c].notna().any()]
         lines += [f"### Reference: {ref}", "", markdown_table(part[cols].reset_index(drop=True)), ""]
@@ -259,6 +266,8 @@ def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clu
         lines += ["Dead units (share of embedding dimensions that are 0 for every clip; a large share means the "
                   "encoder uses few of its dimensions): " + ", ".join(f"`{k}` {v:.3f}" for k, v in dead.items()),
                   ""]
+    lines += ["## Files left out", "", *left_out_lines(inputs.skipped_files, inputs.too_short,
+                                                      inputs.min_segment_seconds)]
     lines += [f"## Clusters of head {head}", "",
               f"Head {head} is the best head by {primary} (or the one asked for). Precision in brackets = share of "
               "the cluster's clips carrying the label; entropy of the cluster's label distribution in bits.", "",

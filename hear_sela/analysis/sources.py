@@ -160,7 +160,11 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
         other = load_encoder_bundle(path)
         embeddings[f"{name} encoder"] = clip_mean(
             segment_embeddings(other.encoder, features, other.config.frontend, batch_size, dev), seg_clip, n_clips)
+    manifest = getattr(cache, "manifest", {})  # what the cache left out, for the report
     return AnalysisInputs(labels=labels, confidences=conf, n_clusters=int(objective.net.heads.clusters),
                           segment_clip=seg_clip, segment_start=np.asarray(cache.segment_start, dtype=np.float64),
                           clip_ids=clip_ids, clip_labels=clip_labels, embeddings=embeddings,
-                          map_embedding="trained encoder", vocabulary=vocabulary or None, source=source)
+                          map_embedding="trained encoder", vocabulary=vocabulary or None, source=source,
+                          skipped_files=list(manifest.get("bad_files", [])),
+                          too_short=list(manifest.get("too_short", [])),
+                          min_segment_seconds=manifest.get("segment", {}).get("min_segment_seconds"))
