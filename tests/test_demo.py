@@ -26,6 +26,27 @@ def test_shared_overrides_keep_both_runs_on_one_corpus(tmp_path):
     assert demo.default_recipe().name == "demo.yaml"
 
 
+def test_thread_count_is_pinned_for_this_process_and_its_subprocesses(monkeypatch):
+    import subprocess
+    import sys
+
+    import torch
+
+    for name in demo.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "7")  # what a user's shell might say
+    before = torch.get_num_threads()
+    try:
+        demo.pin_threads(1)
+        assert torch.get_num_threads() == 1
+        child = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                               capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == "1"  # a training or heareval subprocess
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="--threads"):
+        demo.pin_threads(0)
+
+
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys):
     from hear_sela.cli import main as cli
