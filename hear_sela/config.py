@@ -334,18 +334,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- recipe YAML (optional: a path or a packaged recipe's name) <- dotted overrides. Errors name the
-    file and the key."""
+def recipe_data(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """(plain data, source description) of a recipe file (None = defaults only) with dotted overrides merged in:
+    the one recipe reader, shared by the training and separation configs."""
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        from hear_sela.resources import resolve_recipe
-
-        try:
-            path = resolve_recipe(path)  # a file, or a packaged recipe by name ("demo", "fsd50k_sela")
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from None
         loaded = load_yaml(path.read_text())
         if loaded is None:
             loaded = {}
@@ -355,7 +349,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for text in overrides:
         data = merge_dicts(data, parse_override(text))
         source = f"{source} + overrides"
-    return config_from_dict(data, source)
+    return data, source
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- recipe YAML (optional: a path or a packaged recipe's name) <- dotted overrides. Errors name the
+    file and the key."""
+    if path is not None:
+        from hear_sela.resources import resolve_recipe
+
+        try:
+            path = resolve_recipe(path)  # a file, or a packaged recipe by name ("demo", "fsd50k_sela")
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+    return config_from_dict(*recipe_data(path, overrides))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

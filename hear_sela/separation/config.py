@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hear_sela.config import ConfigError, _from_dict, load_yaml, merge_dicts, parse_override, path_field
+from hear_sela.config import ConfigError, _from_dict, path_field, recipe_data
 
 
 @dataclass
@@ -109,17 +109,8 @@ def separation_config_from_dict(data: dict[str, Any], source: str = "<dict>") ->
 def load_separation_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
                            ) -> SeparationConfig:
     """Defaults <- recipe YAML (optional) <- dotted overrides. Errors name the file and the key."""
-    data: dict[str, Any] = {}
-    source = "<defaults>"
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"recipe not found: {path}")
-        loaded = load_yaml(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a recipe must be a mapping at top level")
-        data, source = loaded, str(path)
-    for text in overrides:
-        data = merge_dicts(data, parse_override(text))
-        source = f"{source} + overrides"
-    return separation_config_from_dict(data, source)
+    return separation_config_from_dict(*recipe_data(path, overrides))
