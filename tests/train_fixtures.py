@@ -99,9 +99,9 @@ def _main() -> None:
     if args.dump_rank_state:  # every rank calls save_state with its live objective: keep a handle on it
         original_save = train_mod.save_state
 
-        def save_and_remember(path, cfg_, objective, *rest):
+        def save_and_remember(path, cfg_, objective, *rest, **kw):
             seen["objective"] = objective
-            return original_save(path, cfg_, objective, *rest)
+            return original_save(path, cfg_, objective, *rest, **kw)
 
         train_mod.save_state = save_and_remember
     train_mod.train(cfg, resume="auto" if args.resume else None, cache=tiny_cache())
