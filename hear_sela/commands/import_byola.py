@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
+from hear_sela.checkpoint import load_encoder_bundle
 
 log = logging.getLogger("hear_sela.import_byola")
 
@@ -21,12 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from hear_sela.byola_import import import_byola
 
-    try:
-        out = import_byola(args.weights, args.out, half=args.half)
-        bundle = load_encoder_bundle(out)  # proves the export loads before we report success
-    except CheckpointError as e:  # an expected failure (missing file, other keys): one line, no traceback
-        log.error("%s", e)
-        return 1
+    # a CheckpointError (missing file, other keys) is an expected failure: cli.main prints it as one line, exit 1
+    out = import_byola(args.weights, args.out, half=args.half)
+    bundle = load_encoder_bundle(out)  # proves the export loads before we report success
     n = sum(p.numel() for p in bundle.encoder.parameters())
     fe = bundle.config.frontend
     log.info("wrote %s (audiontt d=%d, %.2f M parameters; frontend %d Hz, n_fft %d, hop %d, %d mels, %g-%g Hz, "
