@@ -8,7 +8,8 @@ import torch
 from hear_sela.encoders import Encoder, create_encoder, list_encoders, register_encoder
 
 ENCODERS = list_encoders()
-PARAMS = {"audiontt": 5_321_856, "audiontt_d512": 600_192, "resnet18": 11_170_240}
+# audiontt2022 at BYOL-A v2's defaults: the 6.3 M parameters its paper (TASLP 2023) gives for AudioNTT2022
+PARAMS = {"audiontt": 5_321_856, "audiontt_d512": 600_192, "audiontt2022": 6_333_376, "resnet18": 11_170_240}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,28 @@ def test_audiontt_embed_dims(built):
 def test_audiontt_head_is_max_plus_mean(built):
     feats = torch.randn(2, 5, 2048)
     assert torch.allclose(built["audiontt"].forward_head(feats), feats.max(1).values + feats.mean(1))
+
+
+def test_audiontt2022_stacks_the_conv_map_with_the_mlp_output(built):
+    enc = built["audiontt2022"]
+    x = torch.randn(2, 1, 64, 40)
+    with torch.no_grad():
+        feats = enc.forward_features(x)  # (B, T/4, 3072)
+        conv = enc.features(x)  # (B, 64, 16, 10)
+    flat = conv.permute(0, 3, 1, 2).flatten(2)  # (B, T/4, C*F/4), channel-major as audiontt flattens
+    assert enc.time_stride == 4 and feats.shape == (2, 10, 3072)
+    assert torch.equal(feats[..., :1024], flat)
+    with torch.no_grad():
+        assert torch.equal(feats[..., 1024:], enc.fc(flat))
+
+
+def test_audiontt2022_small_size_and_its_errors():
+    enc = create_encoder("audiontt2022", n_mels=64, d=1536, channels=64, mlp_hidden=512)
+    assert enc.embed_dim == 1536 and enc.fc[-2].out_features == 512
+    with pytest.raises(ValueError, match="must exceed the stacked conv width 1024"):
+        create_encoder("audiontt2022", n_mels=64, d=1024)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        create_encoder("audiontt2022", n_mels=66)
 
 
 def test_eval_mode_is_deterministic(built):
