@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hear_sela.analysis.ablation import ablation_table, churn, mean_pairwise_nmi, write_ablation_table
+from hear_sela.analysis.ablation import churn, mean_pairwise_nmi, write_ablation_table
 from hear_sela.commands.ablate import find_variants, read_variant
 from hear_sela.config import ConfigError, load_config
 
@@ -83,7 +83,8 @@ def test_shipped_variants_load_on_the_real_recipe(path: Path):
 TINY = {
     "name": "tiny_ablation",
     "data": {"source": "synth", "segment_seconds": 2.0, "hop_seconds": 2.0, "num_workers": 0,
-             "synth": {"clips_per_class": 2, "clip_seconds": 4.0, "classes": ["tone_bright", "noise_low", "clicks_fast"]}},
+             "synth": {"clips_per_class": 2, "clip_seconds": 4.0,
+                       "classes": ["tone_bright", "noise_low", "clicks_fast"]}},
     "frontend": {"n_mels": 16},
     "model": {"encoder": "audiontt", "encoder_kwargs": {"d": 16, "channels": 4}},
     "augment": {"crop_frames": 32, "mixup_memory": 8},

@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from hear_sela.config import ConfigError, load_config
-from hear_sela.objectives.confidence import (agreement_term, check_terms, combined_confidence, size_term,
-                                             update_terms, view_agreement)
+from hear_sela.objectives.confidence import (
+    agreement_term,
+    check_terms,
+    combined_confidence,
+    size_term,
+    update_terms,
+    view_agreement,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402

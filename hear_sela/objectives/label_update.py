@@ -24,8 +24,16 @@ from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.confidence import update_terms
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
-from hear_sela.sinkhorn import (Duals, float32_error_floor, gaussian_marginals, gaussian_sizes, soft_cluster_mass,
-                               solve_labels, sort_to_mass, uniform_marginals)
+from hear_sela.sinkhorn import (
+    Duals,
+    float32_error_floor,
+    gaussian_marginals,
+    gaussian_sizes,
+    soft_cluster_mass,
+    solve_labels,
+    sort_to_mass,
+    uniform_marginals,
+)
 
 log = logging.getLogger("hear_sela.label_update")
 

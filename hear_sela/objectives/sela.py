@@ -48,8 +48,9 @@ def sela_loss(logits: torch.Tensor, labels: torch.Tensor, confidences: torch.Ten
     """Mean over heads of the per-sample cross-entropy against the self-labels.
 
     logits (B, H, K), labels (H, B) int64, confidences (H, B) -> scalar. With alpha != 0 each sample's CE is
-    weighted by confidence**alpha (`objectives.confidence`: the terms of sela.confidence multiplied), the weights divided by their batch mean per head: the loss stays a weighted
-    average of CE, on the same scale as the unweighted loss, so the learning rate needs no retuning.
+    weighted by confidence**alpha (`objectives.confidence`: the product of the sela.confidence terms), the weights
+    divided by their batch mean per head: the loss stays a weighted average of CE, on the same scale as the
+    unweighted loss, so the learning rate needs no retuning.
     """
     ce = F.cross_entropy(rearrange(logits.float(), "b h k -> b k h"), labels.T, reduction="none")  # (B, H)
     if alpha == 0.0 or confidences is None:
