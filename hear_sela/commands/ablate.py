@@ -6,8 +6,8 @@ keys as on the command line; an empty mapping is the base recipe itself), applie
 "Ablations"; the variants shipped: recipes/ablations/overrides/). A relative path value of a path setting (e.g.
 `sela.marginals: prior.npy`) is read relative to the variant file when that file exists there. Overrides, later
 winning: the base recipe <- the shared data folders (OUT/cache, and OUT/corpus for the synth source, unless the
-recipe or --set names them) <- the variant <- --set (so a smaller scale, e.g. `--set train.epochs=2`, reaches every run) <- train.seed and
-train.out_dir = OUT/<variant>/seed<seed>.
+recipe or --set names them) <- the variant <- --set (so a smaller scale, e.g. `--set train.epochs=2`, reaches every
+run) <- train.seed and train.out_dir = OUT/<variant>/seed<seed>.
 
 Each run: `hear-sela train ... --resume` in a subprocess (log OUT/<variant>/seed<s>/train.log), then its scores
 (`analysis.ablation.run_scores`), then with --tasks-dir its encoder export through heareval (`evaluate.py`, the mean
