@@ -136,3 +136,25 @@ def test_ablate_end_to_end_on_a_tiny_synth_corpus(tmp_path: Path, capsys):
     assert cli.main([*argv, "--only", "baseline"]) == 0
     assert final.stat().st_mtime_ns == stamp
     assert "| baseline | 2 |" in capsys.readouterr().out
+
+
+def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, monkeypatch):
+    import argparse
+
+    import hear_sela.checkpoint as checkpoint
+    import hear_sela.evaluate as evaluate
+    from hear_sela.commands.ablate import _downstream
+
+    seen = {}
+
+    def fake_evaluate(tasks_dir, specs, out_dir, options):
+        seen.update(tasks=tasks_dir, alias=specs[0].alias, grid=options.grid)
+        return pd.DataFrame({"task": ["t1", "t2", "mean"], "metric": ["a", "b", "(mean over tasks)"],
+                             specs[0].alias: [0.25, 0.75, 0.5]})
+
+    monkeypatch.setattr(checkpoint, "export_encoder", lambda src, out: Path(src))
+    monkeypatch.setattr(evaluate, "evaluate_modules", fake_evaluate)
+    args = argparse.Namespace(tasks_dir="tasks", grid="fast", grid_points=None)
+    (tmp_path / "final.pt").write_bytes(b"")
+    mean, seconds = _downstream(tmp_path / "final.pt", tmp_path, "v-s0", args)
+    assert mean == 0.5 and seconds >= 0 and seen == {"tasks": "tasks", "alias": "v-s0", "grid": "fast"}
