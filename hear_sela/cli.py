@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "tasks": "write a HEAR-format scene task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
     "separate": "split a mono file into two sources with a separation student: hear-sela separate FILE ...",
+    "ablate": "train every ablation variant of a folder over seeds and write one table: ... DIR",
     "separation-table": "run the bootstrapped-separation experiment and write its Table 1: ... RECIPE",
 }
 

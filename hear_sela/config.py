@@ -142,7 +142,9 @@ class SelaConfig:
     tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4 (recipes/fsd50k_sela.yaml)
     check_every: int = 10  # SeLa: error checked every 10 iterations
     max_iters: int = 2000  # SeLaVi's cap (SeLa has none)
-    marginals: str = path_field("uniform")  # SeLa: uniform | gauss (SeLaVi) | path to a .npy (K,) or (H, K) prior
+    # SeLa: uniform | gauss_redraw (Gaussian sizes drawn afresh each update; alias gauss) | gauss_selavi (SeLaVi:
+    # one draw per head for the run, re-sorted to the cluster masses each update) | a .npy (K,) or (H, K) prior
+    marginals: str = path_field("uniform")
     gauss_sd: float = 0.1  # SeLaVi --gauss_sd
     schedule: Literal["list", "quadratic"] = "list"  # list: audio SeLa code; quadratic: SeLa
     # audio SeLa code: 25 updates over 200 epochs, the first before training (epoch 0 here = before epoch 1)
@@ -152,6 +154,9 @@ class SelaConfig:
     )
     n_updates: int = 100  # quadratic schedule (SeLa --nopts)
     confidence_alpha: float = 0.0  # (ours) loss weight = confidence**alpha; 0 = off (plain SeLa)
+    # (ours, after Seetharaman et al. 2019) the terms multiplied into that confidence: posterior (the solver's),
+    # size (cluster size vs its target), agreement (between heads); objectives/confidence.py
+    confidence: list[Literal["posterior", "size", "agreement"]] = field(default_factory=lambda: ["posterior"])
     warm_start: bool = True  # (ours; the audio SeLa code has it, off) previous duals seed the next solve
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update

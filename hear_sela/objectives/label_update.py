@@ -22,24 +22,39 @@ from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
+from hear_sela.objectives.confidence import update_terms
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
-from hear_sela.sinkhorn import Duals, float32_error_floor, gaussian_marginals, soft_cluster_mass, solve_labels
+from hear_sela.sinkhorn import (
+    Duals,
+    float32_error_floor,
+    gaussian_marginals,
+    gaussian_sizes,
+    soft_cluster_mass,
+    solve_labels,
+    sort_to_mass,
+    uniform_marginals,
+)
 
 log = logging.getLogger("hear_sela.label_update")
 
 LOGITS_BUDGET_BYTES = 4 << 30  # above this the solver recomputes logits from the embeddings (matrix-free)
 
 
+GAUSS_REDRAW = ("gauss_redraw", "gauss")  # sizes drawn afresh at every update; "gauss" is the older name
+GAUSS_SELAVI = "gauss_selavi"  # SeLaVi's default: one draw per head for the whole run, re-sorted at every update
+NAMED_MARGINALS = ("uniform", *GAUSS_REDRAW, GAUSS_SELAVI)
+
+
 def load_marginals(cfg: SelaConfig) -> torch.Tensor | None:
-    """A prior file's cluster marginals, (K,) or (H, K) normalised; None for 'uniform' and 'gauss' (the Gaussian
-    sizes are drawn per update from the current cluster mass, see `update_labels`)."""
-    if cfg.marginals in ("uniform", "gauss"):
+    """A prior file's cluster marginals, (K,) or (H, K) normalised; None for the named ones (uniform, and the
+    Gaussian sizes sorted to the current cluster mass at each update, see `update_labels`)."""
+    if cfg.marginals in NAMED_MARGINALS:
         return None
     try:
         prior = torch.from_numpy(np.load(cfg.marginals)).double()
     except (OSError, ValueError) as e:
-        raise ValueError(f"sela.marginals={cfg.marginals!r} is neither 'uniform', 'gauss' nor a readable .npy "
-                         f"file ({e})") from None
+        raise ValueError(f"sela.marginals={cfg.marginals!r} is neither one of {', '.join(NAMED_MARGINALS)} nor a "
+                         f"readable .npy file ({e})") from None
     if prior.ndim not in (1, 2) or prior.shape[-1] != cfg.clusters or (prior.ndim == 2 and prior.shape[0] !=
                                                                          cfg.heads):
         raise ValueError(f"{cfg.marginals}: marginals of shape {tuple(prior.shape)} must be (K,) or (H, K) with "
@@ -114,10 +129,16 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
     stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
     logits = heads.logits(emb, cfg.chunk_size) if stored else None  # (H, N_r, K)
     marginals = load_marginals(cfg)
-    if cfg.marginals == "gauss":  # SeLaVi: sizes drawn afresh each update, same draw on all ranks and under resume
+    if cfg.marginals in GAUSS_REDRAW or cfg.marginals == GAUSS_SELAVI:
+        # the same draw on all ranks and under resume: seeded by the run's seed and the update count
         gen = torch.Generator().manual_seed(seed * 1_000_003 + store.updates)
         mass = soft_cluster_mass(heads.logit_chunks(emb, cfg.chunk_size))  # (H, K)
-        marginals = gaussian_marginals(mass, n_total, cfg.gauss_sd, gen)
+        if cfg.marginals in GAUSS_REDRAW:  # sizes drawn afresh each update
+            marginals = gaussian_marginals(mass, n_total, cfg.gauss_sd, gen)
+        else:  # SeLaVi: drawn once per head (kept in the store, so in the checkpoint), re-sorted to the mass
+            if store.gauss_sizes is None:
+                store.gauss_sizes = gaussian_sizes(cfg.heads, cfg.clusters, n_total, cfg.gauss_sd, gen)
+            marginals = sort_to_mass(store.gauss_sizes, mass)
     warm = Duals(store.duals["log_r"], store.duals["lamb"]) if cfg.warm_start and store.duals else None
     inputs = {"logits": logits} if stored else {"features": emb, "weights": heads.weight.detach().float(),
                                                  "bias": heads.bias.detach().float()}
@@ -129,6 +150,9 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
     conf = dist.all_gather_cat(result.confidences.to(run.device).float(), dim=1)  # (H, N)
     stats = label_change_stats(store.labels, labels, cfg.clusters) if dist.is_main() else {}
     store.labels, store.confidences = labels, conf
+    targets = marginals if marginals is not None else uniform_marginals(cfg.heads, cfg.clusters)
+    store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha)
+    stats.update(conf_stats)
     store.duals = {"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)}
     store.updates += 1
     stats.update({"update": store.updates, "solver_iterations": float(result.iterations.max()),

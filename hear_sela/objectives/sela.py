@@ -23,6 +23,7 @@ from hear_sela import distributed as dist
 from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective, RunContext
+from hear_sela.objectives.confidence import check_terms, combined_confidence, confidence_weights
 from hear_sela.objectives.label_update import load_marginals, update_labels
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 
@@ -46,14 +47,15 @@ def sela_loss(logits: torch.Tensor, labels: torch.Tensor, confidences: torch.Ten
               alpha: float = 0.0) -> torch.Tensor:
     """Mean over heads of the per-sample cross-entropy against the self-labels.
 
-    logits (B, H, K), labels (H, B) int64, confidences (H, B) -> scalar. With alpha > 0 each sample's CE is
-    weighted by confidence**alpha, the weights divided by their batch mean per head: the loss stays a weighted
-    average of CE, on the same scale as the unweighted loss, so the learning rate needs no retuning.
+    logits (B, H, K), labels (H, B) int64, confidences (H, B) -> scalar. With alpha != 0 each sample's CE is
+    weighted by confidence**alpha (`objectives.confidence`: the product of the sela.confidence terms), the weights
+    divided by their batch mean per head: the loss stays a weighted average of CE, on the same scale as the
+    unweighted loss, so the learning rate needs no retuning.
     """
     ce = F.cross_entropy(rearrange(logits.float(), "b h k -> b k h"), labels.T, reduction="none")  # (B, H)
     if alpha == 0.0 or confidences is None:
         return ce.mean()
-    w = confidences.T.float().clamp_min(1e-12) ** alpha  # (B, H)
+    w = confidence_weights(confidences.T, alpha)  # (B, H)
     w = w / w.mean(dim=0, keepdim=True)
     return (ce * w).mean()
 
@@ -68,6 +70,7 @@ class SelaObjective(Objective):
                  device: torch.device | str = "cpu"):
         self.cfg = cfg
         load_marginals(cfg)  # a bad prior file fails here, not at the first label update after embedding everything
+        check_terms(cfg.confidence)
         heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout)
         super().__init__(SelaNet(encoder, heads).to(device))
         self.store = LabelStore.initial(cfg.heads, n_segments, cfg.clusters, seed, device)
@@ -77,6 +80,7 @@ class SelaObjective(Objective):
         """indices (B,) int64 into the store, views (1, B, 1, F, T) -> scalar loss."""
         logits = self.runner(views[0].contiguous(memory_format=self.memory_format))  # (B, H, K)
         labels, conf = self.store.batch(indices)
+        conf = combined_confidence(self.cfg.confidence, conf, self.store.terms, indices)  # (H, B)
         return sela_loss(logits, labels, conf, self.cfg.confidence_alpha)
 
     def scheduled_work(self, run: RunContext, step: int) -> None:

@@ -60,6 +60,8 @@ class LabelStore:
     duals: Any = None  # the solver's duals of the last update (warm start); solver-defined
     updates: int = 0  # label updates done so far
     history: list[dict[str, float]] = field(default_factory=list)  # logged metrics of every update
+    gauss_sizes: torch.Tensor | None = None  # (H, K) float64: sela.marginals=gauss_selavi's one draw for the run
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # confidence terms besides the posterior, (H, N)
 
     @classmethod
     def initial(cls, heads: int, n: int, clusters: int, seed: int, device: torch.device | str = "cpu"
@@ -76,7 +78,8 @@ class LabelStore:
 
     def state_dict(self) -> dict[str, Any]:
         return {"labels": self.labels.cpu(), "confidences": self.confidences.cpu(), "duals": _to(self.duals, "cpu"),
-                "updates": self.updates, "history": list(self.history)}
+                "updates": self.updates, "history": list(self.history), "gauss_sizes": _to(self.gauss_sizes, "cpu"),
+                "terms": _to(self.terms, "cpu")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["labels"].shape) != tuple(self.labels.shape):
@@ -88,6 +91,8 @@ class LabelStore:
         self.duals = _to(state.get("duals"), device)
         self.updates = int(state["updates"])
         self.history = list(state.get("history", []))
+        self.gauss_sizes = state.get("gauss_sizes")  # stays on the CPU, where it is drawn and sorted
+        self.terms = _to(dict(state.get("terms") or {}), device)
 
 
 def _to(obj: Any, device: torch.device | str) -> Any:

@@ -30,8 +30,14 @@ and the (H,) error; an exact iteration all-reduces an (H, K) column max then sum
 """
 
 from hear_sela.sinkhorn.iteration import Duals, SinkhornResult, float32_error_floor, solve_labels
-from hear_sela.sinkhorn.marginals import gaussian_marginals, soft_cluster_mass, uniform_marginals
+from hear_sela.sinkhorn.marginals import (
+    gaussian_marginals,
+    gaussian_sizes,
+    soft_cluster_mass,
+    sort_to_mass,
+    uniform_marginals,
+)
 from hear_sela.sinkhorn.sources import KernelKind
 
-__all__ = ["Duals", "KernelKind", "SinkhornResult", "float32_error_floor", "gaussian_marginals", "soft_cluster_mass",
-           "solve_labels", "uniform_marginals"]
+__all__ = ["Duals", "KernelKind", "SinkhornResult", "float32_error_floor", "gaussian_marginals", "gaussian_sizes",
+           "soft_cluster_mass", "solve_labels", "sort_to_mass", "uniform_marginals"]

@@ -18,22 +18,36 @@ def uniform_marginals(heads: int, clusters: int, device: torch.device | str | No
     return torch.full((heads, clusters), 1.0 / clusters, dtype=torch.float64, device=device)
 
 
-def gaussian_marginals(cluster_mass: Tensor, n_total: int, sd: float = 0.1,
-                       generator: torch.Generator | None = None) -> Tensor:
-    """SeLaVi's Gaussian-perturbed cluster sizes, sorted to the current cluster mass.  # (H, K) float64
+def gaussian_sizes(heads: int, clusters: int, n_total: int, sd: float = 0.1,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """SeLaVi's Gaussian-perturbed cluster sizes, one draw per head, unsorted: (1 + sd·N(0, 1))·n_total/K clamped at
+    1 sample.  # (H, K) float64 on the CPU
+    Ranks must pass the same generator state so that they draw the same sizes."""
+    noise = torch.randn((heads, clusters), generator=generator, dtype=torch.float64, device="cpu")
+    return ((1.0 + sd * noise) * (n_total / clusters)).clamp_min(1.0)
 
-    cluster_mass: (H, K) current mass per cluster (e.g. summed softmax over all ranks' samples); the largest drawn
-    size goes to the heaviest cluster. Sizes (1 + sd·N(0, 1))·n_total/K, clamped at 1 sample, normalised to sum 1.
+
+def sort_to_mass(sizes: Tensor, cluster_mass: Tensor) -> Tensor:
+    """SeLaVi's re-sort: per head the largest size goes to the heaviest cluster, normalised to sum 1.
+    sizes (H, K), cluster_mass (H, K) -> (H, K) float64 on cluster_mass's device.
+
     Deviation from facebookresearch/selavi src/sk_utils.py: that code sets r ∝ 1/sizes, which gives the largest
-    target to the lightest cluster and contradicts the sorting step; here r ∝ sizes, the evident intent.
-    Ranks must pass the same generator state so that they draw the same sizes.
-    """
-    heads, k = cluster_mass.shape
-    noise = torch.randn((heads, k), generator=generator, dtype=torch.float64, device="cpu")
-    sizes = ((1.0 + sd * noise) * (n_total / k)).clamp_min(1.0)  # (H, K)
+    target to the lightest cluster and contradicts the sorting step; here r ∝ sizes, the evident intent."""
     order = torch.argsort(cluster_mass.detach().to("cpu", torch.float64), dim=1)  # lightest first
     targets = torch.empty_like(sizes).scatter_(1, order, torch.sort(sizes, dim=1).values)
     return (targets / targets.sum(1, keepdim=True)).to(cluster_mass.device)
+
+
+def gaussian_marginals(cluster_mass: Tensor, n_total: int, sd: float = 0.1,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """A fresh Gaussian draw of sizes (`gaussian_sizes`) sorted to the current cluster mass (`sort_to_mass`).
+    # (H, K) float64
+
+    cluster_mass: (H, K) current mass per cluster (e.g. summed softmax over all ranks' samples). Ranks must pass the
+    same generator state so that they draw the same sizes.
+    """
+    heads, k = cluster_mass.shape
+    return sort_to_mass(gaussian_sizes(heads, k, n_total, sd, generator), cluster_mass)
 
 
 @torch.no_grad()

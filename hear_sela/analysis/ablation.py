@@ -1,0 +1,135 @@
+"""The ablation table (`hear-sela ablate`): what one finished SeLa run scores, and the table over variants x seeds.
+
+Per run, from its final checkpoint (`run_scores`):
+- nmi, ami: each head's clip labels (majority vote of its segments, `metrics.majority_vote`) against the clips'
+  reference labels (data labels.csv, as `hear-sela analyze` reads them), by the analysis's `score_table`; the mean
+  over heads (no head picked by its score: that would leak the reference into the choice). NaN when the clips carry
+  several labels each (NMI is defined for single labels).
+- head_nmi: the mean NMI between the segment labels of every pair of heads (1 = the heads agree; lower = more
+  diverse heads).
+- churn: the share of labels that changed at each label update (`changed`, logged by the update), the mean over
+  the updates after the first (the first replaces SeLa's random initial labels) and the last update's value.
+Per variant (`ablation_table`): mean and spread (sample standard deviation over the seeds that finished; 0 for a
+single seed) of every number, the count of finished and failed seeds, wall time per run.
+
+Legend: H heads, S segments, C clips.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hear_sela.analysis import metrics as M
+from hear_sela.analysis.core import score_table
+from hear_sela.analysis.report import markdown_table
+
+METRICS = ("nmi", "ami", "head_nmi", "churn", "churn_last", "downstream", "train_minutes", "eval_minutes")
+LABELS = {"nmi": "NMI", "ami": "AMI", "head_nmi": "head-pair NMI", "churn": "churn/update", "churn_last":
+          "churn last", "downstream": "HEAR dev mean", "train_minutes": "train min", "eval_minutes": "eval min"}
+
+
+def mean_pairwise_nmi(labels: np.ndarray) -> float:
+    """Mean NMI over the pairs of heads: labels (H, S) -> float; NaN for one head."""
+    from hear_sela.objectives.label_update import nmi
+
+    pairs = list(itertools.combinations(range(len(labels)), 2))
+    return float(np.mean([nmi(labels[a], labels[b]) for a, b in pairs])) if pairs else float("nan")
+
+
+def churn(history: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """(mean over the updates after the first, last) of the logged share of changed labels; resume relabels of
+    changed data are left out. NaN when there is no such update."""
+    changed = [float(h["changed"]) for h in history if "changed" in h and not h.get("relabel")]
+    later = changed[1:]
+    return (float(np.mean(later)) if later else float("nan"), later[-1] if later else float("nan"))
+
+
+def run_scores(checkpoint: str | Path) -> dict[str, float]:
+    """nmi, ami, head_nmi, churn, churn_last of a SeLa training checkpoint on its own (cached) training data."""
+    from hear_sela.data.prepare import prepare_cache
+    from hear_sela.training.state import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    store = ckpt.data["label_store"]
+    labels = store["labels"].numpy().astype(np.int64)  # (H, S)
+    conf = store["confidences"].numpy().astype(np.float64)  # (H, S)
+    cache = prepare_cache(ckpt.config, progress=False)
+    if labels.shape[1] != len(cache):
+        raise ValueError(f"{checkpoint}: {labels.shape[1]} labelled segments but the cache has {len(cache)}")
+    seg_clip = np.asarray(cache.segment_clip, dtype=np.int64)
+    clips = [M.majority_vote(lab, seg_clip, len(cache.clips), c)[0] for lab, c in zip(labels, conf)]  # H x (C,)
+    references = [tuple(c.labels) for c in cache.clips]
+    if not any(references):
+        raise ValueError(f"{checkpoint}: no clip of its data has a reference label (data.labels_csv)")
+    table = score_table({f"head {h}": lab for h, lab in enumerate(clips)}, references,
+                        int(ckpt.config.sela.clusters), "labels")
+    mean_churn, last_churn = churn(store.get("history", []))
+    return {"nmi": float(table["nmi"].mean()), "ami": float(table["ami"].mean()),
+            "head_nmi": mean_pairwise_nmi(labels), "churn": mean_churn, "churn_last": last_churn}
+
+
+def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per variant from run records (dicts: variant, seed, status 'done' | 'failed', overrides, and the
+    METRICS of done runs). Columns: variant, overrides, seeds_done, seeds_failed, then <metric>_mean and
+    <metric>_std for each metric some run has. `variants`: the row order (default: first appearance)."""
+    order = list(variants) if variants is not None else list(dict.fromkeys(r["variant"] for r in records))
+    present = [m for m in METRICS if any(m in r and r.get("status") == "done" for r in records)]
+    rows = []
+    for name in order:
+        runs = [r for r in records if r["variant"] == name]
+        done = [r for r in runs if r.get("status") == "done"]
+        row: dict[str, Any] = {"variant": name, "overrides": " ".join(runs[0].get("overrides", [])) if runs else "",
+                               "seeds_done": len(done), "seeds_failed": len(runs) - len(done)}
+        for m in present:
+            values = np.array([r[m] for r in done if r.get(m) is not None and np.isfinite(r[m])], dtype=np.float64)
+            row[f"{m}_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_pm(mean: float, std: float, fmt: str) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
+
+
+def _last_line(text: str | None) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[-1] if lines else "(no error recorded)"
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The table as Markdown, each metric as 'mean ± spread' (the spread left out when 0: one seed)."""
+    shown = pd.DataFrame({"variant": table["variant"],
+                          "seeds": [f"{d}" + (f" ({f} failed)" if f else "") for d, f in
+                                    zip(table["seeds_done"], table["seeds_failed"])]})
+    for m in METRICS:
+        if f"{m}_mean" in table:
+            fmt = ".1f" if m.endswith("minutes") else ".3f"
+            shown[LABELS[m]] = [_mean_pm(a, b, fmt) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+    shown["overrides"] = table["overrides"]
+    return markdown_table(shown)
+
+
+def write_ablation_table(records: Sequence[dict[str, Any]], out_dir: str | Path, header: Sequence[str] = (),
+                         variants: Sequence[str] | None = None) -> dict[str, Path]:
+    """ablation.csv (numbers) and ablation.md (header lines, the table, then each failed run's error)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = ablation_table(records, variants)
+    files = {"csv": out_dir / "ablation.csv", "md": out_dir / "ablation.md"}
+    table.to_csv(files["csv"], index=False, float_format="%.6g")
+    lines = [*header, "", table_markdown(table), ""]
+    failed = [r for r in records if r.get("status") != "done"]
+    if failed:
+        lines += ["Failed runs:", ""]
+        lines += [f"- {r['variant']} seed {r['seed']}: {_last_line(r.get('error'))}" for r in failed]
+    files["md"].write_text("\n".join(lines) + "\n")
+    return files
