@@ -198,3 +198,17 @@ def test_bad_view_settings_fail_at_load_naming_the_recipe_and_key(override, mess
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "real_sela.yaml"
     with pytest.raises(ConfigError, match=f"real_sela.yaml \\+ overrides: {message}"):
         load_config(recipe, [override])
+
+
+def test_the_ablation_overrides_load_onto_the_real_recipe():
+    """recipes/ablations/overrides/*.yaml (ABLATION_FORMAT.md): dotted keys onto recipes/real_sela.yaml."""
+    from hear_sela.config import load_yaml
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    loaded = {}
+    for path in sorted((recipes / "ablations" / "overrides").glob("*.yaml")):
+        over = load_yaml(path.read_text())
+        assert isinstance(over, dict) and over, path
+        loaded[path.stem] = load_config(recipes / "real_sela.yaml", [f"{k}={v}" for k, v in over.items()])
+    assert (loaded["views2"].sela.views, loaded["views2"].sela.head_groups) == (2, 1)
+    assert (loaded["groups2"].sela.views, loaded["groups2"].sela.head_groups) == (1, 2)
