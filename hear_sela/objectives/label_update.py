@@ -153,7 +153,7 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
     labels = dist.all_gather_cat(result.labels.to(run.device), dim=1)  # (H, N)
     conf = dist.all_gather_cat(result.confidences.to(run.device).float(), dim=1)  # (H, N)
     stats = label_change_stats(store.labels, labels, cfg.clusters) if dist.is_main() else {}
-    if dist.is_main():
+    if dist.is_main() and cfg.heads > 1:  # (no NaN for one head: it would break equality of logged histories)
         stats["head_nmi"] = mean_pairwise_nmi(labels.cpu().numpy())
     store.labels, store.confidences = labels, conf
     store.duals = {"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)}
