@@ -161,6 +161,20 @@ class SelaConfig:
     chunk_size: int = 65536  # (ours) rows per chunk when computing the logits of all segments
     update_batch_size: int = 512  # (ours) segments per encoder forward in the label update
     solver_dtype: Literal["auto", "float32", "float64"] = "auto"  # (ours) auto: float64 when tol < 2 x ~N*5e-7
+    # SeLaVi (facebookresearch/selavi): at a label update each segment is embedded under `views` views and each head
+    # solved once on the sum of the views' log-softmaxes (the product of their softmaxes), the label shared by all
+    # views; 1 = SeLa (the whole segment, no augmentation). Views (objectives/label_views.py): "crops" = random time
+    # crops of augment.crop_frames frames; "augment" = draws of the training augmentation chain without mixup.
+    # (Mid/side of stereo sources is not offered: the feature cache stores mono, audio being downmixed at decode.)
+    views: int = 1
+    view_kind: Literal["crops", "augment"] = "crops"
+    head_groups: int = 1  # SeLaVi --ind_groups: heads shuffled into G groups, each labelled from its own fresh views
+
+    def __post_init__(self) -> None:
+        if self.views < 1:
+            raise ConfigError(f"sela.views must be >= 1, got {self.views}")
+        if not 1 <= self.head_groups <= self.heads:
+            raise ConfigError(f"sela.head_groups must lie in 1..sela.heads ({self.heads}), got {self.head_groups}")
 
 
 @dataclass

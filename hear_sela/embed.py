@@ -7,6 +7,8 @@ Legend: N segments (N_r in the rows embedded), F mel bins, T frames, B batch, D 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -19,9 +21,14 @@ from hear_sela.frontend import normalize
 @torch.no_grad()
 def embed_segments(encoder: nn.Module, features: np.ndarray, frontend: FrontendConfig, batch_size: int,
                    device: torch.device, *, amp: bool = False, channels_last: bool = False, num_workers: int = 0,
-                   progress: bool = False) -> torch.Tensor:
+                   progress: bool = False,
+                   transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Clip embeddings of this rank's contiguous shard (`distributed.shard_range`; all of them in one process) of
-    the cached segments: features (N, F, T) un-normalised log-mel -> (N_r, D) float32 on `device`."""
+    the cached segments: features (N, F, T) un-normalised log-mel -> (N_r, D) float32 on `device`.
+
+    transform: a view of each batch instead of the whole segment, (indices (B,) int64 global, raw segments
+    (B, F, T) float16 on `device`) -> normalised input (B, F, T') float32 (the multi-view label update's crops or
+    augmentation draws, `objectives.label_views`); None = the segment normalised by the frontend."""
     was_training = encoder.training
     encoder.eval()
     loader = make_loader(SegmentDataset(features), ShardBatches(len(features), batch_size), num_workers,
@@ -31,8 +38,11 @@ def embed_segments(encoder: nn.Module, features: np.ndarray, frontend: FrontendC
 
         loader = tqdm(loader, desc="embed segments", leave=False, dynamic_ncols=True)
     out = []
-    for _, seg in loader:  # (B,), (B, F, T) float16
-        x = normalize(seg.to(device, non_blocking=True).float(), frontend).unsqueeze(1)  # (B, 1, F, T)
+    for idx, seg in loader:  # (B,), (B, F, T) float16
+        if transform is None:
+            x = normalize(seg.to(device, non_blocking=True).float(), frontend).unsqueeze(1)  # (B, 1, F, T)
+        else:
+            x = transform(idx, seg.to(device, non_blocking=True)).unsqueeze(1)  # (B, 1, F, T')
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):

@@ -51,23 +51,30 @@ def losses(out_dir: Path) -> list[tuple[str, int, float]]:
     return [(r["kind"], r["step"], r.get("loss", r.get("changed"))) for r in rows]
 
 
-@pytest.mark.parametrize("objective", ["sela", "byol"])
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, objective: str):
+# SeLaVi's label views and head groups (objectives/label_views.py) draw from (seed, update index): exact as well
+SELAVI = {"sela.views": 2, "sela.head_groups": 2, "sela.view_kind": "augment"}
+
+
+@pytest.mark.parametrize(("objective", "over"), [
+    ("sela", {}), ("byol", {}), pytest.param("sela", SELAVI, marks=pytest.mark.slow, id="sela-views-groups")],
+    ids=["sela", "byol", "sela-views-groups"])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, objective: str, over: dict):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same reduction order, same bits
     try:
-        train(tiny_config(ref, objective, **{"train.ckpt_every_steps": 3}), cache=tiny_cache())
+        train(tiny_config(ref, objective, **{"train.ckpt_every_steps": 3, **over}), cache=tiny_cache())
     finally:
         torch.set_num_threads(threads)
+    extra = [f"{k}={v}" for k, v in over.items()]
     # 4 steps per epoch, checkpoints every 3 steps and at each epoch end: steps 3, 4, 6, 8, 9, 12, ... Dying when
     # step 8 is to be saved leaves step 6 (epoch 1, 2 of 4 steps done) as the newest checkpoint; steps 7-8 are lost.
-    died = run_fixture(killed, objective, "--kill-at-save", "8", "train.ckpt_every_steps=3")
+    died = run_fixture(killed, objective, "--kill-at-save", "8", "train.ckpt_every_steps=3", *extra)
     assert died.returncode == -9, f"expected SIGKILL, got {died.returncode}: {died.stderr[-2000:]}"
     last = load_checkpoint(killed / "last.pt")
     assert (last["step"], last["epoch"], last["epoch_step"]) == (6, 1, 2)
     assert not (killed / "final.pt").exists()
-    resumed = run_fixture(killed, objective, "--resume", "train.ckpt_every_steps=3")
+    resumed = run_fixture(killed, objective, "--resume", "train.ckpt_every_steps=3", *extra)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = load_checkpoint(ref / "final.pt"), load_checkpoint(killed / "final.pt")
     assert a["step"] == 16

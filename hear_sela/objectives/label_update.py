@@ -1,6 +1,8 @@
 """The SeLa label update: every cached segment embedded by `embed.embed_segments` (encoder in eval, no augmentation,
 full segments, normalised by the frontend), logits of all heads, then the Sinkhorn solver; the new labels replace the
-store. The rest are pure functions of their inputs (marginals, solver precision, change statistics, NMI).
+store. With `sela.views` > 1 or `sela.head_groups` > 1 (SeLaVi) the segments are embedded under drawn views
+instead, per head group, and the solver sees the views' combined logits (`objectives.label_views`). The rest are
+pure functions of their inputs (marginals, solver precision, change statistics, NMI).
 
 Under DDP each rank embeds its own contiguous shard (`distributed.shard_range`, no sampler padding, so no segment
 is counted twice), passes its rows to the sharded solver (which exchanges only O(H K) numbers per iteration), and
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import combinations
 
 import numpy as np
 import torch
@@ -23,6 +26,7 @@ from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.confidence import update_terms
+from hear_sela.objectives.label_views import is_multi_view, multi_view_logits
 from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 from hear_sela.sinkhorn import (
     Duals,
@@ -113,26 +117,47 @@ def label_change_stats(old: torch.Tensor, new: torch.Tensor, clusters: int) -> d
             "nmi_prev": float(np.mean(nmi_)), "empty_clusters": float((sizes == 0).sum(1).mean())}
 
 
+def mean_pairwise_nmi(labels: np.ndarray) -> float:
+    """Mean NMI over all pairs of heads' labelings (H, N) int: how alike the heads cluster (SeLaVi's decorrelated
+    heads, `sela.head_groups`, aim to lower it). NaN for one head."""
+    pairs = list(combinations(range(len(labels)), 2))
+    if not pairs:
+        return float("nan")
+    return float(np.mean([nmi(labels[a], labels[b]) for a, b in pairs]))
+
+
 def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: RunContext) -> dict[str, float]:
     """One label update into `store` (every rank holds the full result). Returns the logged metrics."""
     cfg, seed = run.cfg.sela, run.cfg.train.seed
     t0 = time.perf_counter()
     heads_mode = heads.training
     heads.eval()
-    emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device, amp=run.amp,
-                         channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
-                         progress=run.progress)  # (N_r, D)
-    t_embed = time.perf_counter() - t0
-    dead = dead_fraction(dist.all_reduce(alive_dims(emb).float()))  # dims 0 for every segment, over all ranks
     n_total = len(run.features)
-    # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
-    stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
-    logits = heads.logits(emb, cfg.chunk_size) if stored else None  # (H, N_r, K)
+    if is_multi_view(cfg):  # SeLaVi's views and head groups: logits of drawn views, stored (not linear in features)
+        emb = None
+        start, stop = dist.shard_range(n_total)
+        rows = stop - start
+        if heads.heads * rows * heads.clusters * 4 > LOGITS_BUDGET_BYTES:
+            raise ValueError(f"sela.views={cfg.views} / sela.head_groups={cfg.head_groups}: the label update stores "
+                             f"{heads.heads} x {rows} x {heads.clusters} logits, over the {LOGITS_BUDGET_BYTES >> 30} "
+                             "GiB budget; use views=1 and head_groups=1 (matrix-free), fewer clusters, or more ranks")
+        logits, alive = multi_view_logits(encoder, heads, run, store.updates)  # (H, N_r, K), (D,)
+        stored = True
+    else:
+        emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device,
+                             amp=run.amp, channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
+                             progress=run.progress)  # (N_r, D)
+        alive = alive_dims(emb)
+        # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
+        stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
+        logits = heads.logits(emb, cfg.chunk_size) if stored else None  # (H, N_r, K)
+    t_embed = time.perf_counter() - t0
+    dead = dead_fraction(dist.all_reduce(alive.float()))  # dims 0 for every segment, over all ranks
     marginals = load_marginals(cfg)
     if cfg.marginals in GAUSS_REDRAW or cfg.marginals == GAUSS_SELAVI:
         # the same draw on all ranks and under resume: seeded by the run's seed and the update count
         gen = torch.Generator().manual_seed(seed * 1_000_003 + store.updates)
-        mass = soft_cluster_mass(heads.logit_chunks(emb, cfg.chunk_size))  # (H, K)
+        mass = soft_cluster_mass(logits if emb is None else heads.logit_chunks(emb, cfg.chunk_size))  # (H, K)
         if cfg.marginals in GAUSS_REDRAW:  # sizes drawn afresh each update
             marginals = gaussian_marginals(mass, n_total, cfg.gauss_sd, gen)
         else:  # SeLaVi: drawn once per head (kept in the store, so in the checkpoint), re-sorted to the mass
@@ -149,6 +174,8 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
     labels = dist.all_gather_cat(result.labels.to(run.device), dim=1)  # (H, N)
     conf = dist.all_gather_cat(result.confidences.to(run.device).float(), dim=1)  # (H, N)
     stats = label_change_stats(store.labels, labels, cfg.clusters) if dist.is_main() else {}
+    if dist.is_main() and cfg.heads > 1:  # (no NaN for one head: it would break equality of logged histories)
+        stats["head_nmi"] = mean_pairwise_nmi(labels.cpu().numpy())
     store.labels, store.confidences = labels, conf
     targets = marginals if marginals is not None else uniform_marginals(cfg.heads, cfg.clusters)
     store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha)

@@ -32,18 +32,23 @@ class MultiHead(nn.Module):
         return torch.einsum("bd,hkd->bhk", x, self.weight) + self.bias
 
     @torch.no_grad()
-    def logit_chunks(self, emb: torch.Tensor, chunk: int = 65536) -> Iterator[torch.Tensor]:
-        """Logits of every head, dropout off, block by block of rows: emb (N, D) -> yields (H, n <= chunk, K)
-        float32 (one empty block when N = 0)."""
+    def logit_chunks(self, emb: torch.Tensor, chunk: int = 65536, index: torch.Tensor | None = None
+                     ) -> Iterator[torch.Tensor]:
+        """Logits of every head (or of the heads `index` (H',) only), dropout off, block by block of rows:
+        emb (N, D) -> yields (H, n <= chunk, K) float32 (one empty block when N = 0)."""
         w, b = self.weight.float(), self.bias.float()  # (H, K, D), (H, K)
+        if index is not None:
+            w, b = w[index], b[index]
         for i in range(0, max(emb.shape[0], 1), chunk):
             yield torch.einsum("nd,hkd->hnk", emb[i:i + chunk], w) + b[:, None, :]
 
     @torch.no_grad()
-    def logits(self, emb: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-        """Logits of every head, dropout off: emb (N, D) -> (H, N, K) float32, computed in chunks of rows."""
-        out = torch.empty(self.heads, emb.shape[0], self.clusters, device=emb.device)
-        for i, block in zip(range(0, max(emb.shape[0], 1), chunk), self.logit_chunks(emb, chunk)):
+    def logits(self, emb: torch.Tensor, chunk: int = 65536, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every head (or of the heads `index` (H',) only), dropout off: emb (N, D) -> (H, N, K) float32,
+        computed in chunks of rows."""
+        heads = self.heads if index is None else len(index)
+        out = torch.empty(heads, emb.shape[0], self.clusters, device=emb.device)
+        for i, block in zip(range(0, max(emb.shape[0], 1), chunk), self.logit_chunks(emb, chunk, index)):
             out[:, i:i + chunk] = block
         return out
 
