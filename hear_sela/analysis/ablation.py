@@ -17,7 +17,6 @@ Legend: H heads, S segments, C clips.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
