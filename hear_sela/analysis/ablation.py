@@ -34,7 +34,7 @@ LABELS = {"nmi": "NMI", "ami": "AMI", "head_nmi": "head-pair NMI", "churn": "chu
 
 
 def mean_pairwise_nmi(labels: np.ndarray) -> float:
-    """Mean NMI over the pairs of heads: labels (H, S) -> float; NaN for one head (the label update's, which logs it)."""
+    """Mean NMI over the pairs of heads: labels (H, S) -> float; NaN for one head (the label update logs it)."""
     from hear_sela.objectives.label_update import mean_pairwise_nmi as logged  # torch only when a table needs it
 
     return logged(labels)
