@@ -20,7 +20,7 @@ def test_recipes_resolve_by_name_and_path():
 
 
 def test_unknown_recipe_names_the_packaged_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"recipe not found: nope .*packaged recipes: default_weights, demo"):
+    with pytest.raises(ConfigError, match=r"recipe not found: nope .*packaged recipes: demo, fsd50k_byola"):
         load_config("nope")
     with pytest.raises(ConfigError, match="recipe not found"):
         load_config(tmp_path / "demo.yaml")  # a path that does not exist is not looked up by name

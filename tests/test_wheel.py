@@ -85,7 +85,7 @@ def test_installed_console_script_and_recipes_by_name(installed):
     assert str(installed["target"] / "hear_sela" / "recipes" / "demo.yaml") in listing
     bad = subprocess.run([*run, "train", "no_such_recipe"], cwd=installed["cwd"], env=installed["env"],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and "packaged recipes: default_weights, demo" in bad.stderr
+    assert bad.returncode == 1 and "packaged recipes: demo, fsd50k_byola" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
