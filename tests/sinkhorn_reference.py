@@ -6,8 +6,9 @@ argmax of diag(r) P diag(c). Heads are solved one after another, as SeLa does. I
 and benchmarks/sinkhorn.py; deliberately free of any trick the solver under test uses.
 
 `sela_reference_log` is the same iterate sequence with every product written in logs (log P = λ·log_softmax), for
-inputs where P^λ underflows float64 (λ = 100, or peaked logits: whole rows of P^λ are 0 and SeLa's loop divides by
-zero); it shares no code with the solver either.
+inputs where P^λ underflows float64: peaked logits with a dead cluster (its whole row of P^λ is 0 and SeLa's loop
+ends in NaN), or λ = 100 (a third to 90 % of the entries are 0, measured on the tests' logits). It shares no code
+with the solver either.
 """
 
 from __future__ import annotations
