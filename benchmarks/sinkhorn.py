@@ -25,7 +25,7 @@ cluster sizes min-max over heads; × fp64 = fp64 loop time / this time; × floor
 matrix-free kernel (recomputed per chunk from features, kernel="dense") in float32 and float64, tolerance 0.1;
 columns: seconds, iterations, final error, converged, seconds / float64's seconds in the same run, % labels equal
 to float64's, notes. Each line is capped at --max-iters and at about --line-seconds (its cost per iteration is
-probed with a 4-iteration solve first); a line that stops at a cap says so in its notes.
+probed first: a 6- minus a 2-iteration solve); a line that stops at a cap says so in its notes.
 """
 
 from __future__ import annotations
@@ -289,10 +289,12 @@ def dtype_sweep(sizes: str, device: torch.device, max_iters: int, kernels: str =
             inputs = {"logits": logits} if kernel == "dense" else {"features": feats, "weights": weights}
             runs = {}
             for dtype in (torch.float64, torch.float32):
-                with warnings.catch_warnings():  # tol 0 runs the probe's 4 iterations; float32's floor is moot
+                with warnings.catch_warnings():  # tol 0 runs the probes' iterations; float32's floor is moot
                     warnings.simplefilter("ignore", UserWarning)
-                    probe = solve_labels(**inputs, kernel="dense", dtype=dtype, tol=0.0, max_iters=4)
-                cap = min(max_iters, max(4, int(line_seconds / (probe.seconds / 4))))  # the build counts: cautious
+                    short, long = (solve_labels(**inputs, kernel="dense", dtype=dtype, tol=0.0, max_iters=m).seconds
+                                   for m in (2, 6))
+                per_iter = max(long - short, 1e-9) / 4  # the difference leaves out the set-up and the first build
+                cap = min(max_iters, max(10, int(line_seconds / per_iter)))
                 res = solve_labels(**inputs, kernel="dense", dtype=dtype, tol=TOL, max_iters=cap)
                 runs[dtype] = res, cap
             ref = runs[torch.float64][0]
