@@ -21,10 +21,11 @@ cluster sizes min-max over heads; × fp64 = fp64 loop time / this time; × floor
   python benchmarks/sinkhorn.py --quick                # smoke test
   python benchmarks/sinkhorn.py --dtypes               # float32 vs float64, dense and matrix-free (one head)
 
---dtypes prints its own table (DTYPE_SIZES, N x K, one head): the dense kernel (stored logits) and the matrix-free
-kernel (recomputed per chunk from features, kernel="dense") in float32 and float64, tolerance 0.1, capped at
---max-iters; columns: seconds, iterations, final error, converged, seconds / float64's seconds in the same run,
-% labels equal to float64's.
+--dtypes prints its own table (DTYPE_SIZES, N x K[:kernels], one head): the dense kernel (stored logits) and the
+matrix-free kernel (recomputed per chunk from features, kernel="dense") in float32 and float64, tolerance 0.1;
+columns: seconds, iterations, final error, converged, seconds / float64's seconds in the same run, % labels equal
+to float64's, notes. Each line is capped at --max-iters and at about --line-seconds (its cost per iteration is
+probed first: a 6- minus a 2-iteration solve); a line that stops at a cap says so in its notes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,7 @@ LAMB, TOL = 25.0, 0.1
 GPU_SIZES = "40966x1000x10,40966x3000x10,200000x1000x10,200000x3000x10,1000000x1000x10,1000000x3000x10,2000000x3000x10"
 CPU_SIZES = "4000x100x2,10000x300x2,40966x1000x2"
 QUICK_SIZES = "4000x100x2"
-DTYPE_SIZES = "50000x100,100000x100,50000x1000"
+DTYPE_SIZES = "50000x100,100000x100,50000x1000:matrix-free"  # the issue's sizes (issue 13)
 
 
 def realistic(n: int, k: int, heads: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,33 +274,46 @@ def pot(name: str, logits: torch.Tensor, iters: int, ref_labels: torch.Tensor, h
                   "1 head run, x H" + ("" if finite else ", plan has NaN/inf"))
 
 
-def dtype_sweep(sizes: str, device: torch.device, max_iters: int, kernels: str = "dense,matrix-free") -> None:
+def dtype_sweep(sizes: str, device: torch.device, max_iters: int, kernels: str = "dense,matrix-free",
+                line_seconds: float = 300.0) -> None:
     """float32 vs float64 on the dense and the matrix-free kernel, one head; see the module docstring."""
-    head = "| N x K | kernel | dtype | seconds | iters | error | converged | x fp64 time | = fp64 labels % |"
+    head = ("| N x K | kernel | dtype | seconds | iters | error | converged | x fp64 time | = fp64 labels % | notes |")
     rows = []
     for spec in sizes.split(","):
-        n, k = (int(v) for v in spec.lower().split("x"))
+        shape, _, only = spec.partition(":")
+        n, k = (int(v) for v in shape.lower().split("x"))
+        wanted = [kn for kn in kernels.split(",") if not only or kn in only.split("+")]
         feats, weights = realistic(n, k, 1, device)
-        logits = logits_of(feats, weights)
-        for kernel, inputs in (("dense", {"logits": logits}), ("matrix-free", {"features": feats, "weights": weights})):
-            if kernel not in kernels.split(","):
-                continue
+        logits = logits_of(feats, weights) if "dense" in wanted else None
+        for kernel in wanted:
+            inputs = {"logits": logits} if kernel == "dense" else {"features": feats, "weights": weights}
             runs = {}
             for dtype in (torch.float64, torch.float32):
-                runs[dtype] = solve_labels(**inputs, kernel="dense", dtype=dtype, tol=TOL, max_iters=max_iters)
-            ref = runs[torch.float64]
-            for dtype, res in runs.items():
+                with warnings.catch_warnings():  # tol 0 runs the probes' iterations; float32's floor is moot
+                    warnings.simplefilter("ignore", UserWarning)
+                    short, long = (solve_labels(**inputs, kernel="dense", dtype=dtype, tol=0.0, max_iters=m).seconds
+                                   for m in (2, 6))
+                per_iter = max(long - short, 1e-9) / 4  # the difference leaves out the set-up and the first build
+                cap = min(max_iters, max(10, int(line_seconds / per_iter)))
+                res = solve_labels(**inputs, kernel="dense", dtype=dtype, tol=TOL, max_iters=cap)
+                runs[dtype] = res, cap
+            ref = runs[torch.float64][0]
+            for dtype, (res, cap) in runs.items():
                 agree = (res.labels == ref.labels).double().mean().item() * 100
+                capped = not bool(res.converged.all())
+                note = ("" if not capped else f"stopped at the cap of {cap} iterations"
+                        + (f" (~{line_seconds:.0f} s budget)" if cap < max_iters else ""))
                 rows.append(f"| {n:,} x {k} | {kernel} ({res.kernel}) | {str(dtype)[6:]} | {res.seconds:.2f} | "
                             f"{res.iterations.max().item()} | {res.error.max().item():.3g} | "
-                            f"{bool(res.converged.all())} | {res.seconds / ref.seconds:.2f} | {agree:.4g} |")
+                            f"{'yes' if not capped else 'no'} | {res.seconds / ref.seconds:.2f} | {agree:.4g} | "
+                            f"{note} |")
                 print(rows[-1], flush=True)
         del feats, weights, logits
     print()
-    print(f"# float32 vs float64, lambda {LAMB}, tol {TOL}, max_iters {max_iters}, torch {torch.__version__}, "
-          f"{device}, {torch.get_num_threads()} threads")
+    print(f"# float32 vs float64, lambda {LAMB}, tol {TOL}, max_iters {max_iters}, ~{line_seconds:.0f} s per line, "
+          f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads")
     print(head)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 10)
     print("\n".join(rows))
 
 
@@ -311,12 +326,13 @@ def main() -> None:
     ap.add_argument("--dtypes", action="store_true", help="float32 vs float64 table instead (sizes NxK)")
     ap.add_argument("--max-iters", type=int, default=2000, help="solver cap for --dtypes")
     ap.add_argument("--kernels", default="dense,matrix-free", help="kernels for --dtypes")
+    ap.add_argument("--line-seconds", type=float, default=300.0, help="time cap of one --dtypes line (about)")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dtypes:
-        dtype_sweep(args.sizes or DTYPE_SIZES, device, args.max_iters, args.kernels)
+        dtype_sweep(args.sizes or DTYPE_SIZES, device, args.max_iters, args.kernels, args.line_seconds)
         return
     sizes = args.sizes or (QUICK_SIZES if args.quick else GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split(",")]

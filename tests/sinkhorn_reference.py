@@ -4,6 +4,11 @@ Transcribed from yukimasano/self-label sinkhornknopp.py::optimize_L_sk (numpy) a
 seen as K × N, r = a / (P c), c' = (1/N) / (rᵀ P), err = Σ|c/c' − 1| every `check_every` iterations, labels =
 argmax of diag(r) P diag(c). Heads are solved one after another, as SeLa does. Imported by tests/test_sinkhorn.py
 and benchmarks/sinkhorn.py; deliberately free of any trick the solver under test uses.
+
+`sela_reference_log` is the same iterate sequence with every product written in logs (log P = λ·log_softmax), for
+inputs where P^λ underflows float64: peaked logits with a dead cluster (its whole row of P^λ is 0 and SeLa's loop
+ends in NaN), or λ = 100 (a third to 90 % of the entries are 0, measured on the tests' logits). It shares no code
+with the solver either.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class ReferenceResult:
     iterations: np.ndarray  # (H,) int64
     error: np.ndarray  # (H,) float64
     seconds: float
+    log_r: torch.Tensor | None = None  # (H, K) float64 final log r, mean 0 per head (sela_reference_log only)
 
 
 def _softmax_np(x: np.ndarray) -> np.ndarray:
@@ -102,6 +108,42 @@ def sela_reference(logits, lamb: float = 25.0, marginals=None, tol: float = 0.1,
     seconds = time.perf_counter() - t0
     return ReferenceResult(np.stack([o[0] for o in out]), np.stack([o[1] for o in out]),
                            np.array([o[2] for o in out]), np.array([o[3] for o in out]), seconds)
+
+
+def sela_reference_log(logits: torch.Tensor, lamb: float = 25.0, tol: float = 0.1, check_every: int = 10,
+                       max_iters: int = 100_000) -> ReferenceResult:
+    """SeLa's loop in the log domain, float64, uniform marginals, all heads at once (no head is retired early: each
+    head's iterate sequence is its own, the error and count are recorded when it first meets tol).
+
+    logits: (H, N, K). Returns labels (H, N), confidences (H, N), iterations (H,), error (H,) as sela_reference,
+    and the final log r (H, K), mean 0 per head.
+    """
+    t0 = time.perf_counter()
+    h, n, k = logits.shape
+    log_p = torch.log_softmax(logits.double(), -1) * lamb  # (H, N, K) log P^λ
+    log_a, log_b = -np.log(k), -np.log(n)  # uniform targets: each cluster a = 1/K, each sample 1/N
+    log_c = torch.full((h, n), log_b, dtype=torch.float64)  # (H, N) c = 1/N
+    iterations = np.zeros(h, dtype=np.int64)
+    error = np.full(h, np.inf)
+    done = np.zeros(h, dtype=bool)
+    final_log_r = torch.zeros(h, k, dtype=torch.float64)
+    counter = 0
+    while not done.all() and counter < max_iters:
+        log_r = log_a - torch.logsumexp(log_p + log_c[:, :, None], 1)  # (H, K) r = a / (P c)
+        log_c_new = log_b - torch.logsumexp(log_p + log_r[:, None, :], 2)  # (H, N) c' = (1/N) / (rᵀ P)
+        counter += 1
+        if (counter - 1) % check_every == 0 or counter == max_iters:
+            err = torch.expm1(log_c - log_c_new).abs().sum(1).numpy()  # Σ|c/c' − 1|
+            stop = ~done & ((err <= tol) | (counter == max_iters))
+            iterations[stop], error[stop] = counter, err[stop]
+            final_log_r[torch.from_numpy(stop)] = log_r[torch.from_numpy(stop)]
+            done |= stop
+        log_c = log_c_new
+    log_q = log_p + final_log_r[:, None, :]  # (H, N, K) log of diag(r) P up to the row factor c
+    labels = log_q.argmax(-1)
+    conf = torch.softmax(log_q, -1).amax(-1)
+    final_log_r -= final_log_r.mean(1, keepdim=True)
+    return ReferenceResult(labels.numpy(), conf.numpy(), iterations, error, time.perf_counter() - t0, final_log_r)
 
 
 def plan_marginals(logits: torch.Tensor, log_r: torch.Tensor, lamb: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from hear_sela.analysis.core import AnalysisInputs, analyze, random_name
-from hear_sela.analysis.report import cluster_report, label_report, markdown_table
+from hear_sela.analysis.report import cluster_report, interpret, label_report, left_out_lines, markdown_table
 
 
 def _inputs(rng, multilabel=False):
@@ -136,10 +136,61 @@ def test_report_says_a_baseline_wins_and_warns_when_k_is_large(tmp_path):
 def test_report_says_sela_wins_without_a_warning_when_k_fits(tmp_path):
     inputs = _scored(np.random.default_rng(0), 300, 3, head_quality=1.0)
     inputs.embeddings = {"mean log-mel": np.random.default_rng(1).normal(size=(300, 4))}  # uninformative
-    analyze(inputs, tmp_path)
+    res = analyze(inputs, tmp_path)
     says = _says((tmp_path / "report.md").read_text())
     assert "SeLa's best head (`SeLa head 0`, 1.000) beats every baseline" in says
+    leaf = res.metrics[res.metrics.reference == "labels"].set_index("method")["ami"].drop("SeLa head 0")
+    assert f"the next best is `{leaf.idxmax()}` ({leaf.max():.3f})" in says
     assert "Warning" not in says
+
+
+def _table(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["reference", "clips", "method", "nmi", "ami", "tag_mi"]
+    return pd.DataFrame([dict(zip(cols, r)) for r in rows])
+
+
+def test_interpret_by_hand():
+    """Each reading from a score table written by hand: the metric per reference kind, the best head among
+    several, the baselines it loses to (best first), and each of the two large-K triggers on its own."""
+    rnd = "random (head 0 permuted)"
+    nan = float("nan")
+    table = _table([
+        # single-label, 20 clips per cluster, chance NMI low: AMI decides, no warning
+        ("labels", 200, "SeLa head 0", 0.50, 0.30, nan), ("labels", 200, "SeLa head 1", 0.40, 0.10, nan),
+        ("labels", 200, "k-means: encoder", 0.55, 0.35, nan), ("labels", 200, "k-means: log-mel", 0.52, 0.32, nan),
+        ("labels", 200, rnd, 0.05, 0.00, nan),
+        # multi-label, 20 clips per cluster but chance tag MI 0.25: warns on chance alone
+        ("tags", 200, "SeLa head 0", nan, nan, 0.40), ("tags", 200, "SeLa head 1", nan, nan, 0.60),
+        ("tags", 200, "k-means: encoder", nan, nan, 0.50), ("tags", 200, "k-means: log-mel", nan, nan, 0.30),
+        ("tags", 200, rnd, nan, nan, 0.25),
+        # 5 clips per cluster, chance NMI 0.1: warns on clips per cluster alone
+        ("few", 50, "SeLa head 0", 0.6, 0.2, nan), ("few", 50, "SeLa head 1", 0.6, 0.1, nan),
+        ("few", 50, "k-means: encoder", 0.5, 0.15, nan), ("few", 50, "k-means: log-mel", 0.5, 0.12, nan),
+        ("few", 50, rnd, 0.10, 0.01, nan),
+    ])
+    text = "\n".join(interpret(table, 10, rnd))
+    labels, tags, few = text.split("- **")[1:]
+    assert labels.startswith("labels** (200 clips, by AMI): best is `k-means: encoder` (0.350).")
+    assert ("SeLa's best head (`SeLa head 0`, 0.300) does not beat `k-means: encoder` (0.350), "
+            "`k-means: log-mel` (0.320):") in labels
+    assert "Warning" not in labels
+    assert tags.startswith("tags** (200 clips, by TAG MI): best is `SeLa head 1` (0.600).")
+    assert "SeLa's best head (`SeLa head 1`, 0.600) beats every baseline; the next best is `k-means: encoder`" in tags
+    assert ("**Warning: K=10 is large for 200 clips** (20.0 clips per cluster): the random labeling scores TAG MI "
+            "0.250") in tags and "Random AMI" not in tags
+    assert "SeLa's best head (`SeLa head 0`, 0.200) beats every baseline" in few
+    assert ("**Warning: K=10 is large for 50 clips** (5.0 clips per cluster): the random labeling scores NMI 0.100"
+            in few) and "Random AMI here: 0.010." in few
+
+
+def test_left_out_lines_by_hand():
+    assert left_out_lines([], [], 1.0) == ["None: every file was read and gave at least one segment.", ""]
+    bad = [{"path": f"/d/bad{i}.wav", "reason": "truncated WAV"} for i in range(3)]
+    short = [{"clip_id": "s0", "seconds": 0.25}]
+    text = "\n".join(left_out_lines(bad, short, None, limit=2))
+    assert "3 file(s) could not be read" in text and "- `/d/bad1.wav`: truncated WAV" in text
+    assert "bad2" not in text and "- ... and 1 more (the cache's manifest.json lists all)" in text
+    assert "1 clip(s) too short for one segment gave no segment" in text and "- `s0` (0.25 s)" in text
 
 
 def test_report_lists_skipped_and_too_short_files(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
-from sinkhorn_reference import plan_marginals, sela_reference
+from sinkhorn_reference import plan_marginals, sela_reference, sela_reference_log
 
 from hear_sela import distributed
 from hear_sela.sinkhorn import gaussian_marginals, soft_cluster_mass, solve_labels, uniform_marginals
@@ -126,6 +126,61 @@ def test_lambda_100_many_clusters_stays_finite(n, k):
     assert ((res.labels >= 0) & (res.labels < k)).all()
     _, cols = plan_marginals(logits, res.duals.log_r, 100.0)
     assert (cols * k).sub(1).abs().max() < 0.5  # far from converged at 100 iterations, but balanced
+
+
+def _assert_same_solution(res, ref, logits: torch.Tensor, lamb: float) -> None:
+    """The solver's duals against the float64 log-domain reference's: what defines the assignment.
+
+    Duals are compared to float32's resolution of the largest one (the solver's r~ runs in float32; a dead
+    cluster's log r is ~λ·1e6 here); the plan's cluster sums, which a wrong column normalisation moves first, to
+    0.1 % of their target 1/K (observed: < 1e-4).
+    """
+    k = logits.shape[2]
+    scale = ref.log_r.abs().amax(1)  # (H,)
+    gap = (res.duals.log_r - ref.log_r).abs().amax(1)
+    assert (gap <= 4 * torch.finfo(torch.float32).eps * scale).all(), (gap, scale)
+    _, cols = plan_marginals(logits, res.duals.log_r, lamb)
+    _, ref_cols = plan_marginals(logits, ref.log_r, lamb)
+    assert ((cols - ref_cols).abs() * k).max() < 1e-3
+
+
+def test_peaked_logits_and_dead_clusters_follow_the_log_domain_reference():
+    """P^λ underflows float64 here (cluster 3's entries are e^-2.5e5), so SeLa's loop divides by zero; the
+    log-domain loop runs the same iterates. Plain SK for 100 iterations: the same iterate sequence."""
+    logits = torch.randn(2, 1000, 30, generator=torch.Generator().manual_seed(4)) * 50
+    logits[:, :, 3] -= 1e4
+    logits[1, :, 7] -= 1e6
+    ref = sela_reference_log(logits, max_iters=100)
+    res = solve_labels(logits, max_iters=100, overrelax=1.0)
+    assert res.iterations.tolist() == ref.iterations.tolist() == [100, 100]
+    np.testing.assert_allclose(res.error.numpy(), ref.error, rtol=1e-3)
+    assert agreement(res.labels, ref.labels) >= 0.999
+    _assert_same_solution(res, ref, logits, 25.0)
+
+
+def test_lambda_100_converges_to_the_log_domain_reference():
+    logits = torch.randn(1, 1000, 20, generator=torch.Generator().manual_seed(5)) * 3
+    ref = sela_reference_log(logits, lamb=100.0)  # ~2200 plain iterations
+    res = solve_labels(logits, lamb=100.0)  # over-relaxed: another iterate sequence, the same fixed point
+    assert ref.error.item() <= 0.1 and res.converged.all()
+    assert agreement(res.labels, ref.labels) >= 0.999
+    # Both stop at tol 0.1, not at the fixed point: the duals differ by up to ~1 of ~36, the plan's cluster sums by
+    # < 0.05 % of 1/K (observed).
+    _, cols = plan_marginals(logits, res.duals.log_r, 100.0)
+    _, ref_cols = plan_marginals(logits, ref.log_r, 100.0)
+    assert ((cols - ref_cols).abs() * 20).max() < 2e-3
+
+
+def test_lambda_100_more_clusters_than_samples_follows_the_log_domain_reference():
+    """N < K: each sample's mass is split over ~K/N clusters whose Q entries tie at the fixed point (the reference's
+    own top-two gaps are 0 to 1e-12), so labels are a rounding choice; duals, plan and confidences are not."""
+    logits = torch.randn(1, 100, 1000, generator=torch.Generator().manual_seed(5)) * 3
+    ref = sela_reference_log(logits, lamb=100.0, max_iters=50)
+    res = solve_labels(logits, lamb=100.0, max_iters=50, overrelax=1.0)
+    assert res.iterations.tolist() == ref.iterations.tolist() == [50]
+    np.testing.assert_allclose(res.error.numpy(), ref.error, rtol=1e-3)
+    np.testing.assert_allclose(res.confidences.numpy(), ref.confidences, atol=1e-5)
+    _assert_same_solution(res, ref, logits, 100.0)
 
 
 def test_negative_infinite_logits_are_never_chosen(structured):
