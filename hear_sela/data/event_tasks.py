@@ -107,7 +107,8 @@ def write_event_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
         raise DataError(f"--clips {clips}: need at least one clip per split ({len(splits)})")
     task_dir = new_task_dir(out_dir, name or Path(labels_csv).stem)
     rng = np.random.default_rng(seed)
-    cache: dict[int, tuple[np.ndarray, int]] = {}
+    # every sound decoded and checked up front: a bad one is named whether or not the draw would have picked it
+    trimmed = [trim_sound(load_audio(folder / c.fname, SAMPLE_RATE), folder / c.fname) for c in sounds]
     n = round(clip_seconds * SAMPLE_RATE)
     cap = round(max_event_seconds * SAMPLE_RATE)
     audio, labels, rows, indices = [], [], [], {}
@@ -117,15 +118,12 @@ def write_event_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
         indices[s] = []
         for _ in range(count):
             chosen = rng.choice(pool, size=int(rng.integers(1, max_events + 1)))
-            for i in chosen:
-                if i not in cache:
-                    cache[i] = trim_sound(load_audio(folder / sounds[i].fname, SAMPLE_RATE), folder / sounds[i].fname)
-            durations = np.array([min(len(cache[i][0]), cap) / SAMPLE_RATE for i in chosen])
+            durations = np.array([min(len(trimmed[i][0]), cap) / SAMPLE_RATE for i in chosen])
             keep = _fit(durations, clip_seconds)
             x = rng.normal(0.0, NOISE_FLOOR, n)  # (S,)
             events = []
             for i, t in zip(chosen[:keep], event_starts(rng, clip_seconds, durations[:keep])):
-                sound, offset = cache[i]
+                sound, offset = trimmed[i]
                 ev = add_event(x, t, peak_normalise(sound[:cap], rng), sounds[i].labels[0])
                 events.append(ev)
                 clip = TaskClip(sounds[i].fname, sounds[i].labels, sounds[i].group, offset / SAMPLE_RATE)
