@@ -17,6 +17,8 @@ Splits are train/valid/test (60/20/20 %, stratified by class for the multiclass 
 `write_scene_task` (the `hear-sela tasks` command) writes the same layout for real audio: a folder plus a labels
 CSV, clips padded/trimmed (or cut) to one length, `presplit_kfold` folds `fold00..` (or train/valid/test) grouped by
 a CSV column, a `clips.csv` of provenance beside it, and `validate_task` checks the result.
+`hear_sela.data.event_tasks.write_event_task` (`hear-sela tasks --events`) places recorded sounds at known onsets
+with the synth event task's placement (`event_starts`, `add_event`) and this module's writer and validation.
 """
 
 from __future__ import annotations
