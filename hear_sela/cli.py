@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
     "export": "write an encoder-only export of a checkpoint",
     "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
-    "tasks": "write a HEAR-format scene task from a folder of audio and a labels CSV",
+    "tasks": "write a HEAR-format scene (or, --events, event) task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
     "separate": "split a mono file into two sources with a separation student: hear-sela separate FILE ...",
     "ablate": "train every ablation variant of a folder over seeds and write one table: ... DIR",

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class ModuleSpec:
     module: str
     checkpoint: str | None = None
     objective: str | None = None  # sela | byol | None (for the SeLa - BYOL-A column)
+    options: str | None = None  # heareval's --model-options: a JSON object of load_model keywords, canonical form
 
 
 def parse_module_spec(text: str) -> ModuleSpec:
@@ -77,6 +78,27 @@ def parse_module_spec(text: str) -> ModuleSpec:
     if ckpt and not Path(ckpt).exists():
         raise FileNotFoundError(f"--module {text!r}: checkpoint {ckpt} does not exist")
     return ModuleSpec(alias=alias or "", module=module, checkpoint=ckpt or None)
+
+
+def parse_model_options(text: str) -> tuple[str, str]:
+    """`ALIAS=JSON` (`--model-options`) -> (alias, the JSON object in canonical form: sorted keys, no spaces)."""
+    alias, sep, raw = text.partition("=")
+    try:
+        value = json.loads(raw) if sep and alias else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model-options {text!r}: not JSON after ALIAS= ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--model-options {text!r}: want ALIAS='{{\"key\": value, ...}}' (a JSON object)")
+    return alias, json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def with_model_options(specs: Sequence[ModuleSpec], options: Sequence[str]) -> list[ModuleSpec]:
+    """Attach each `ALIAS=JSON` to the spec of that alias (named with ALIAS=MODULE); an unknown alias is an error."""
+    by_alias = dict(parse_model_options(o) for o in options)
+    unknown = sorted(set(by_alias) - {s.alias for s in specs})
+    if unknown:
+        raise ValueError(f"--model-options for {unknown}: no --module of that alias (name it ALIAS=MODULE)")
+    return [replace(s, options=by_alias.get(s.alias, s.options)) for s in specs]
 
 
 def _slug(text: str) -> str:
@@ -116,8 +138,8 @@ def resolve_specs(specs: Sequence[ModuleSpec]) -> list[ModuleSpec]:
                          "name them with ALIAS=MODULE[:CKPT]")
     if len({_slug(a) for a in aliases}) != len(aliases):
         raise ValueError(f"aliases {aliases} collide once made filesystem-safe; choose distinct ALIAS= names")
-    named = [ModuleSpec(alias, s.module, s.checkpoint, s.objective) for s, alias in zip(specs, aliases)]
-    return [ModuleSpec(s.alias, s.module, s.checkpoint, s.objective or _objective(s)) for s in named]
+    named = [replace(s, alias=alias) for s, alias in zip(specs, aliases)]
+    return [replace(s, objective=s.objective or _objective(s)) for s in named]
 
 
 # ---------------------------------------------------------------- running commands
@@ -227,13 +249,14 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
         emb_root = out_dir / "embeddings" / key
         entry = state["modules"].get(key, {})
         fp = _fingerprint(spec)
-        if entry.get("fingerprint") != fp or entry.get("module") != spec.module:
+        if (entry.get("fingerprint") != fp or entry.get("module") != spec.module
+                or entry.get("options") != spec.options):
             if emb_root.exists():
-                log.info("%s: checkpoint or module changed since the last run; recomputing", spec.alias)
+                log.info("%s: checkpoint, module or options changed since the last run; recomputing", spec.alias)
                 shutil.rmtree(emb_root)
             entry = {"tasks": {}}
         entry.update(alias=spec.alias, module=spec.module, checkpoint=spec.checkpoint, fingerprint=fp,
-                     objective=spec.objective)
+                     objective=spec.objective, options=spec.options)
         state["modules"][key] = entry
         if options.batch:
             _run_batched(spec, tasks, tasks_dir, emb_root, out_dir, options, env, runner)
@@ -248,6 +271,12 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
     return table
 
 
+def _model_args(spec: ModuleSpec) -> list[str]:
+    """The embeddings runner's --model and --model-options for `spec`."""
+    return ((["--model", str(Path(spec.checkpoint).resolve())] if spec.checkpoint else [])
+            + (["--model-options", spec.options] if spec.options else []))
+
+
 def _run_batched(spec: ModuleSpec, tasks: Sequence[str], tasks_dir: Path, emb_root: Path, out_dir: Path,
                  options: EvalOptions, env: dict[str, str], runner: CommandRunner) -> None:
     """Saves the runners' start-up (importing tensorflow, torch, the module; ~10 s each) by doing all pending tasks
@@ -259,8 +288,7 @@ def _run_batched(spec: ModuleSpec, tasks: Sequence[str], tasks_dir: Path, emb_ro
     every = sorted(p.name for p in tasks_dir.iterdir())  # heareval's "all" takes every entry of the folder
     if len(pending) > 1 and sorted(pending) == every:
         cmd = [*_entry("embeddings", options.runner), spec.module]
-        if spec.checkpoint:
-            cmd += ["--model", str(Path(spec.checkpoint).resolve())]
+        cmd += _model_args(spec)
         cmd += ["--tasks-dir", str(tasks_dir), "--task", "all", "--embeddings-dir", str(emb_root)]
         log.info("%s: embeddings for all %d tasks in one call", spec.alias, len(pending))
         runner(cmd, env, out_dir, logs / "all.embeddings.log")
@@ -281,8 +309,7 @@ def _run_task(spec: ModuleSpec, task: str, tasks_dir: Path, emb_root: Path, out_
     task_dir = _find_task_dir(emb_root, task)
     if task_dir is None or not (task_dir / ".done.embeddings").exists():
         cmd = [*_entry("embeddings", options.runner), spec.module]
-        if spec.checkpoint:
-            cmd += ["--model", str(Path(spec.checkpoint).resolve())]
+        cmd += _model_args(spec)
         cmd += ["--tasks-dir", str(tasks_dir), "--task", task, "--embeddings-dir", str(emb_root)]
         if not _stage(ts, "embeddings", cmd, env, out_dir, logs / f"{task}.embeddings.log", runner, spec.alias, task):
             return

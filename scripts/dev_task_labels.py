@@ -6,6 +6,9 @@ python scripts/dev_task_labels.py TASK SOURCE_DIR OUT_CSV
   sound_sources interactive-sound-keyboard: label = animals | musical_instruments | transportation, one row per file
   pitch         Philharmonia notes (1 s and 0.5 s, normal articulation): label = pitch class, group = instrument
   instrument    the same notes: label = instrument, group = note (no pitch in two folds)
+  events        Philharmonia single notes and percussion hits (0.25-1.5 s files) for `hear-sela tasks --events`:
+                label = family (brass | percussion | strings | woodwind), group = instrument + note (percussion:
+                the instrument), so the same note at another dynamic or length never sits in another split
 Deterministic: subsampling uses a fixed seed.
 """
 
@@ -24,6 +27,13 @@ SOUND_CATEGORIES = ("animals", "musical_instruments", "transportation")
 # absent from the snapshot the README's tasks were built from (its largest blobs); left out so a fresh clone
 # gives the same task
 SOUND_ABSENT = frozenset({"musical_instruments/piano4.mp3", *(f"transportation/train{i}.wav" for i in range(1, 6))})
+# events: the families the snapshot holds (its violin, viola, trumpet and tuba folders are among the absent blobs)
+FAMILIES = {"brass": ("french horn", "trombone"), "strings": ("cello", "double bass"),
+            "woodwind": ("bass clarinet", "bassoon", "clarinet", "contrabassoon", "cor anglais", "flute", "oboe",
+                         "saxophone")}
+PER_FAMILY = 60  # events: sounds per family (4 families -> 240 sounds)
+SHORT_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<note>[A-G]s?[0-9])_(?:025|05|1)_[a-z-]+_(?:arco-)?normal\.mp3$")
+PERCUSSION_HIT = re.compile(r"^(?P<inst>[A-Za-z-]+)__(?:025|05|1|15)_[a-z-]+_[a-z-]+\.mp3$")
 PHILHARMONIA_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<pc>[A-G]s?)(?P<oct>[0-9])_(?P<dur>1|05)_[a-z-]+_"
                                r"(?:arco-)?normal\.mp3$")
 
@@ -41,6 +51,20 @@ def philharmonia(root: Path) -> list[tuple[str, str, str, str]]:
         m = PHILHARMONIA_NOTE.match(p.name)
         if m and m["inst"] not in ("banjo", "guitar", "mandolin"):  # too few notes of these
             out.append((p.relative_to(root).as_posix(), m["inst"], m["pc"].replace("s", "#"), m["pc"] + m["oct"]))
+    return out
+
+
+def family_sounds(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, family, group) for every short plain note of FAMILIES and every single percussion hit."""
+    out = []
+    for family, folders in FAMILIES.items():
+        for folder in folders:
+            for p in sorted((root / folder).glob("*.mp3")):
+                if m := SHORT_NOTE.match(p.name):
+                    out.append((p.relative_to(root).as_posix(), family, f"{m['inst']}_{m['note']}"))
+    for p in sorted((root / "percussion").rglob("*.mp3")):
+        if m := PERCUSSION_HIT.match(p.name):
+            out.append((p.relative_to(root).as_posix(), "percussion", m["inst"]))
     return out
 
 
@@ -71,6 +95,8 @@ def main(task: str, src: Path, out: Path) -> None:
     elif task == "instrument":
         header = ["fname", "labels", "note"]
         rows = [(f, inst, note) for f, inst, _, note in balanced(philharmonia(src), 1, PER_CLASS, seed=2)]
+    elif task == "events":
+        header, rows = ["fname", "labels", "source"], balanced(family_sounds(src), 1, PER_FAMILY, seed=3)
     else:
         sys.exit(f"unknown dev task {task!r}")
     if not rows:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the real-audio dev tasks (HEAR scene tasks, heareval --tasks-dir OUT) from their public sources.
+# Rebuild the real-audio dev tasks (HEAR scene tasks and one event task, heareval --tasks-dir OUT) from their public
+# sources.
 #   scripts/make_dev_tasks.sh OUT [TASK ...]      (default: all tasks; OUT/READY lists the finished ones)
 # Sources (pinned commits) come from $MIRROR/<owner>+<name>/repo bare git dirs when present, else are cloned from
 # GitHub into OUT/sources. Never commit the audio. Keep these sources out of any pretraining corpus.
@@ -7,7 +8,7 @@ set -euo pipefail
 OUT=${1:?usage: make_dev_tasks.sh OUT [TASK ...]}
 shift
 TASKS=("$@")
-[ ${#TASKS[@]} -eq 0 ] && TASKS=(keywords speakers sound_sources pitch instrument)
+[ ${#TASKS[@]} -eq 0 ] && TASKS=(keywords speakers sound_sources pitch instrument events)
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python}
 HEAR_SELA=${HEAR_SELA:-hear-sela}
@@ -64,6 +65,8 @@ for task in "${TASKS[@]}"; do
                 --group-by source --cut --clip-seconds 2.0 --max-clips-per-file 12 --folds 5 ;;
     pitch) build pitch skratchdot/philharmonia-samples audio --group-by instrument --folds 5 --clip-seconds 2.0 ;;
     instrument) build instrument skratchdot/philharmonia-samples audio --group-by note --folds 5 --clip-seconds 2.0 ;;
+    events) build events skratchdot/philharmonia-samples audio --events --group-by source --clips 240 \
+                --clip-seconds 4.0 --split tvt ;;
     *) echo "unknown task $task" >&2; exit 2 ;;
   esac
 done

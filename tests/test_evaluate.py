@@ -18,6 +18,7 @@ from hear_sela.evaluate import (
     parse_module_spec,
     read_task_score,
     resolve_specs,
+    with_model_options,
 )
 
 TASKS = {"task_a": ("top1_acc", False), "task_b": ("mAP", True)}  # name -> (metric, k-fold)
@@ -152,6 +153,26 @@ def test_changed_checkpoint_recomputes(setup, tmp_path):
     again = FakeHeareval({("sela", t): 0.5 for t in TASKS})
     evaluate_modules(tasks, specs, out, EvalOptions(runner="heareval"), runner=again)
     assert len(again.calls) == 4
+
+
+def test_model_options_reach_heareval_and_a_change_recomputes(setup):
+    tasks, _, _, out = setup
+    fake = FakeHeareval({(a, t): 0.5 for a in ("win", "fr") for t in TASKS})
+    specs = with_model_options([parse_module_spec("win=some.module"), parse_module_spec("fr=some.module")],
+                               ['win={"timestamp_mode": "windows", "hop_ms": 25}'])
+    evaluate_modules(tasks, specs, out, EvalOptions(runner="heareval"), runner=fake)
+    emb = {Path(c[c.index("--embeddings-dir") + 1]).name: c for stage, c, _ in fake.calls if stage == "embeddings"}
+    assert emb["win"][emb["win"].index("--model-options") + 1] == '{"hop_ms":25,"timestamp_mode":"windows"}'
+    assert "--model-options" not in emb["fr"]
+    again = FakeHeareval(fake.scores)
+    changed = with_model_options(specs, ['win={"timestamp_mode": "frames"}'])
+    evaluate_modules(tasks, changed, out, EvalOptions(runner="heareval"), runner=again)
+    assert sorted({Path(c[c.index("--embeddings-dir") + 1]).name for st, c, _ in again.calls if st == "embeddings"}) \
+        == ["win"]  # only the module whose options changed is redone
+    with pytest.raises(ValueError, match="no --module of that alias"):
+        with_model_options(specs, ['nope={"a": 1}'])
+    with pytest.raises(ValueError, match="a JSON object"):
+        with_model_options(specs, ["win=[1]"])
 
 
 def test_specs_and_aliases(tmp_path):

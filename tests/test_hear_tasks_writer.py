@@ -198,5 +198,5 @@ def test_validate_catches_a_broken_layout(folder, tmp_path):
 
 
 def test_hear_tasks_module_has_one_writer():
-    """The synth tasks and user tasks share _write_task (one place that writes the HEAR layout)."""
-    assert hear_tasks._write_task.__module__ == "hear_sela.data.hear_tasks"
+    """The synth tasks and user tasks share write_task (one place that writes the HEAR layout)."""
+    assert hear_tasks.write_task.__module__ == "hear_sela.data.hear_tasks"

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from hear_sela.analysis.report import markdown_table
-from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec
+from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, with_model_options
 
 log = logging.getLogger("hear_sela.evaluate")
 
@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--module", action="append", required=True, metavar="[ALIAS=]NAME[:CKPT]",
                    help="a HEAR module to evaluate, with optional weights; repeat for each module. E.g. "
                         "sela=hear_sela:runs/sela.safetensors, byola=hear_sela:runs/byol.safetensors, hearbaseline")
+    p.add_argument("--model-options", action="append", default=[], metavar="ALIAS=JSON",
+                   help="heareval's --model-options (load_model keywords) for the module of that alias; repeatable. "
+                        "E.g. --module ctx=hear_sela --model-options 'ctx={\"timestamp_mode\": \"frames_context\"}'")
     p.add_argument("--out", required=True, help="output folder (embeddings, logs, comparison.*); reruns resume")
     p.add_argument("--task", action="append", help="only these task names (default: every task in --tasks-dir)")
     p.add_argument("--grid", default="default", choices=["default", "fast", "faster"],
@@ -31,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    specs = [parse_module_spec(m) for m in args.module]
+    specs = with_model_options([parse_module_spec(m) for m in args.module], args.model_options)
     options = EvalOptions(grid=args.grid, grid_points=args.grid_points, runner=args.runner, cpu=args.cpu,
                           batch=args.batch)
     table = evaluate_modules(args.tasks_dir, specs, args.out, options, tasks=args.task)

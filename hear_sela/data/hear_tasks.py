@@ -17,6 +17,8 @@ Splits are train/valid/test (60/20/20 %, stratified by class for the multiclass 
 `write_scene_task` (the `hear-sela tasks` command) writes the same layout for real audio: a folder plus a labels
 CSV, clips padded/trimmed (or cut) to one length, `presplit_kfold` folds `fold00..` (or train/valid/test) grouped by
 a CSV column, a `clips.csv` of provenance beside it, and `validate_task` checks the result.
+`hear_sela.data.event_tasks.write_event_task` (`hear-sela tasks --events`) places recorded sounds at known onsets
+with the synth event task's placement (`event_starts`, `add_event`) and this module's writer and validation.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SCENE_SECONDS = 2.0
 EVENT_SECONDS = 3.0
 NOISE_FLOOR = 0.003  # rms of the event task's background hiss (about -50 dBFS)
 FADE_SECONDS = 0.01  # event fades, so onsets and offsets sit where the labels say
+MIN_EVENT_GAP = 0.2  # s of background before each event and after the last
 
 
 def write_hear_tasks(out_dir: str | Path, seed: int = 0, size: int = 60, n_classes: int = 5) -> list[Path]:
@@ -80,7 +83,7 @@ def _clip(synth: Synth, name: str, rng: np.random.Generator, seconds: float) -> 
     return np.pad(x, (0, max(0, n - len(x))))[:n]
 
 
-def _peak_normalise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def peak_normalise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Scale to a random peak in [0.3, 0.9], so loudness alone tells nothing about the label."""
     peak = np.abs(x).max()
     return x * (rng.uniform(0.3, 0.9) / peak) if peak > 0 else x
@@ -100,11 +103,11 @@ def _split_indices(n: int, rng: np.random.Generator, groups: list[int] | None = 
     return {s: sorted(int(i) for i in v) for s, v in out.items()}
 
 
-def _wav_name(i: int) -> str:
+def wav_name(i: int) -> str:
     return f"{i:05d}.wav"
 
 
-def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: Sequence[np.ndarray] | _TaskAudio,
+def write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: Sequence[np.ndarray] | _TaskAudio,
                 labels: list, splits: dict[str, list[int]]) -> Path:
     """Write one task: metadata, vocabulary, per-split label JSON and 16-bit WAVs; `audio[i]` is clip i, (S,)."""
     task_dir.mkdir(parents=True, exist_ok=True)
@@ -116,14 +119,15 @@ def _write_task(task_dir: Path, metadata: dict, vocabulary: list[str], audio: Se
         wav_dir.mkdir(parents=True, exist_ok=True)
         split_labels = {}
         for i in idx:
-            name = _wav_name(i)
+            name = wav_name(i)
             sf.write(wav_dir / name, np.clip(audio[i], -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
             split_labels[name] = labels[i]
         (task_dir / f"{split}.json").write_text(json.dumps(split_labels, indent=1))
     return task_dir
 
 
-def _metadata(name: str, embedding_type: str, prediction_type: str, seconds: float, evaluation: list[str]) -> dict:
+def task_metadata(name: str, embedding_type: str, prediction_type: str, seconds: float,
+                  evaluation: list[str]) -> dict:
     return {
         "task_name": name, "version": "hear_sela-synth-1", "embedding_type": embedding_type,
         "prediction_type": prediction_type, "split_mode": "trainvaltest", "splits": list(SPLITS),
@@ -135,10 +139,10 @@ def _write_scene_multiclass(task_dir: Path, classes: list[str], size: int, seed:
                             synth: Synth) -> Path:
     rng = np.random.default_rng(seed)
     label_of = [i % len(classes) for i in range(size)]
-    audio = [_peak_normalise(_clip(synth, classes[c], rng, SCENE_SECONDS), rng) for c in label_of]
+    audio = [peak_normalise(_clip(synth, classes[c], rng, SCENE_SECONDS), rng) for c in label_of]
     labels = [[classes[c]] for c in label_of]
-    meta = _metadata(task_dir.name, "scene", "multiclass", SCENE_SECONDS, ["top1_acc"])
-    return _write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng, label_of))
+    meta = task_metadata(task_dir.name, "scene", "multiclass", SCENE_SECONDS, ["top1_acc"])
+    return write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng, label_of))
 
 
 def _write_scene_multilabel(task_dir: Path, classes: list[str], size: int, seed: np.random.SeedSequence,
@@ -147,12 +151,39 @@ def _write_scene_multilabel(task_dir: Path, classes: list[str], size: int, seed:
     audio, labels = [], []
     for _ in range(size):
         chosen = sorted(rng.choice(len(classes), size=int(rng.integers(1, 4)), replace=False).tolist())
-        mix = sum(rng.uniform(0.5, 1.0) * _peak_normalise(_clip(synth, classes[c], rng, SCENE_SECONDS), rng)
+        mix = sum(rng.uniform(0.5, 1.0) * peak_normalise(_clip(synth, classes[c], rng, SCENE_SECONDS), rng)
                   for c in chosen)
-        audio.append(_peak_normalise(mix, rng))
+        audio.append(peak_normalise(mix, rng))
         labels.append([classes[c] for c in chosen])
-    meta = _metadata(task_dir.name, "scene", "multilabel", SCENE_SECONDS, ["mAP"])
-    return _write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng))
+    meta = task_metadata(task_dir.name, "scene", "multilabel", SCENE_SECONDS, ["mAP"])
+    return write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng))
+
+
+def event_starts(rng: np.random.Generator, seconds: float, durations: np.ndarray,
+                 min_gap: float = MIN_EVENT_GAP) -> list[float]:
+    """Random onsets (s) for non-overlapping events of `durations` (s), in that order, within `seconds`, with at
+    least `min_gap` s of background before each event and after the last; the durations must fit."""
+    slack = seconds - durations.sum() - min_gap * (len(durations) + 1)
+    if slack < 0:
+        raise ValueError(f"{len(durations)} events of {durations.sum():.2f} s in all do not fit a {seconds} s clip")
+    gaps = min_gap + np.diff(np.sort(rng.uniform(0, slack, len(durations))), prepend=0.0)  # >= min_gap each
+    starts, t = [], 0.0
+    for gap, dur in zip(gaps, durations):
+        t += gap
+        starts.append(t)
+        t += dur
+    return starts
+
+
+def add_event(x: np.ndarray, start: float, sound: np.ndarray, label: str) -> dict:
+    """Mix `sound` (S_e,) into `x` (S,) in place from `start` s, faded in and out over FADE_SECONDS so the onset
+    and offset sit where the returned HEAR event label ({"label", "start", "end"} in ms) says."""
+    s0, fade = round(start * SAMPLE_RATE), np.linspace(0.0, 1.0, round(FADE_SECONDS * SAMPLE_RATE))
+    ev = np.array(sound, dtype=np.float64)
+    ev[:len(fade)] *= fade
+    ev[-len(fade):] *= fade[::-1]
+    x[s0:s0 + len(ev)] += ev
+    return {"label": label, "start": 1000.0 * s0 / SAMPLE_RATE, "end": 1000.0 * (s0 + len(ev)) / SAMPLE_RATE}
 
 
 def _write_events(task_dir: Path, classes: list[str], size: int, seed: np.random.SeedSequence,
@@ -160,30 +191,21 @@ def _write_events(task_dir: Path, classes: list[str], size: int, seed: np.random
     """1-3 non-overlapping events of 0.3-0.6 s per clip, separated by at least 0.2 s of background."""
     rng = np.random.default_rng(seed)
     n = round(EVENT_SECONDS * SAMPLE_RATE)
-    fade = np.linspace(0.0, 1.0, round(FADE_SECONDS * SAMPLE_RATE))
     audio, labels = [], []
     for _ in range(size):
         x = rng.normal(0.0, NOISE_FLOOR, n)
-        events = []
         durations = rng.uniform(0.3, 0.6, size=int(rng.integers(1, 4)))
-        slack = EVENT_SECONDS - durations.sum() - 0.2 * (len(durations) + 1)
-        gaps = 0.2 + np.diff(np.sort(rng.uniform(0, slack, len(durations))), prepend=0.0)  # >= 0.2 s each
-        t = 0.0
-        for gap, dur in zip(gaps, durations):
-            t += gap
+        events = []
+        for t, dur in zip(event_starts(rng, EVENT_SECONDS, durations), durations):
             c = int(rng.integers(len(classes)))
-            s0, length = round(t * SAMPLE_RATE), round(dur * SAMPLE_RATE)
-            ev = _peak_normalise(_clip(synth, classes[c], rng, length / SAMPLE_RATE), rng)
-            ev[:len(fade)] *= fade
-            ev[-len(fade):] *= fade[::-1]
-            x[s0:s0 + length] += ev
-            events.append({"label": classes[c], "start": 1000.0 * s0 / SAMPLE_RATE,
-                           "end": 1000.0 * (s0 + length) / SAMPLE_RATE})
-            t += dur
+            length = round(dur * SAMPLE_RATE)
+            ev = peak_normalise(_clip(synth, classes[c], rng, length / SAMPLE_RATE), rng)
+            events.append(add_event(x, t, ev, classes[c]))
         audio.append(x)
         labels.append(events)
-    meta = _metadata(task_dir.name, "event", "multilabel", EVENT_SECONDS, ["event_onset_200ms_fms", "segment_1s_er"])
-    return _write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng))
+    meta = task_metadata(task_dir.name, "event", "multilabel", EVENT_SECONDS,
+                         ["event_onset_200ms_fms", "segment_1s_er"])
+    return write_task(task_dir, meta, classes, audio, labels, _split_indices(size, rng))
 
 
 # ---------------------------------------------------------------- scene tasks from a folder of audio + labels CSV
@@ -323,6 +345,35 @@ class _TaskAudio:
         return np.pad(x, (0, self.n - len(x)))
 
 
+def check_split_args(split: str, folds: int, clip_seconds: float | None) -> None:
+    if split not in ("kfold", "tvt"):
+        raise DataError(f"--split must be kfold or tvt, got {split!r}")
+    if split == "kfold" and folds < 2:
+        raise DataError(f"--folds {folds}: need at least 2")
+    if clip_seconds is not None and not clip_seconds > 0:
+        raise DataError(f"--clip-seconds {clip_seconds}: must be positive")
+
+
+def partition_clips(clips: list[TaskClip], split: str, folds: int, seed: int,
+                    labels_csv: str | Path) -> tuple[list[str], list[int]]:
+    """(split names, partition index per clip): folds fold00.. or train/valid/test, groups kept whole, none empty."""
+    splits = [f"fold{k:02d}" for k in range(folds)] if split == "kfold" else list(SPLITS)
+    weights = (1.0,) * folds if split == "kfold" else TVT_WEIGHTS
+    part = assign_partitions(clips, weights, seed)
+    empty = [s for k, s in enumerate(splits) if k not in part]
+    if empty:
+        raise DataError(f"{labels_csv}: {len(clips)} clips in {len({c.group for c in clips})} group(s) leave "
+                        f"{empty} empty; use fewer folds or more groups")
+    return splits, part
+
+
+def new_task_dir(out_dir: Path, name: str) -> Path:
+    task_dir = out_dir / name
+    if task_dir.exists() and any(task_dir.iterdir()):
+        raise DataError(f"task folder {task_dir} exists and is not empty; remove it or pick another --name")
+    return task_dir
+
+
 def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | Path, name: str | None = None,
                      mode: str = "multiclass", split: str = "kfold", folds: int = 5, group_by: str | None = None,
                      clip_seconds: float | None = None, cut: bool = False, max_clips_per_file: int | None = None,
@@ -340,50 +391,48 @@ def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
         the task directory, checked by `validate_task`.
     """
     folder, out_dir = Path(folder), Path(out_dir)
-    if split not in ("kfold", "tvt"):
-        raise DataError(f"--split must be kfold or tvt, got {split!r}")
-    if split == "kfold" and folds < 2:
-        raise DataError(f"--folds {folds}: need at least 2")
-    if clip_seconds is not None and not clip_seconds > 0:
-        raise DataError(f"--clip-seconds {clip_seconds}: must be positive")
+    check_split_args(split, folds, clip_seconds)
     clips = read_task_csv(folder, labels_csv, mode, group_by)
     if clip_seconds is None:
         clip_seconds = default_clip_seconds([audio_seconds(folder / c.fname) for c in clips])
     if cut:
         clips = cut_clips(folder, clips, clip_seconds, max_clips_per_file)
-    splits = [f"fold{k:02d}" for k in range(folds)] if split == "kfold" else list(SPLITS)
-    weights = (1.0,) * folds if split == "kfold" else TVT_WEIGHTS
-    part = assign_partitions(clips, weights, seed)
-    empty = [s for k, s in enumerate(splits) if k not in part]
-    if empty:
-        raise DataError(f"{labels_csv}: {len(clips)} clips in {len({c.group for c in clips})} group(s) leave "
-                        f"{empty} empty; use fewer folds or more groups")
-    task_dir = out_dir / (name or Path(labels_csv).stem)
-    if task_dir.exists() and any(task_dir.iterdir()):
-        raise DataError(f"task folder {task_dir} exists and is not empty; remove it or pick another --name")
-    meta = _metadata(task_dir.name, "scene", mode, clip_seconds, EVALUATION[mode])
+    splits, part = partition_clips(clips, split, folds, seed, labels_csv)
+    task_dir = new_task_dir(out_dir, name or Path(labels_csv).stem)
+    meta = task_metadata(task_dir.name, "scene", mode, clip_seconds, EVALUATION[mode])
     meta.update(version="hear_sela-tasks-1", split_mode="presplit_kfold" if split == "kfold" else "trainvaltest",
                 splits=splits)
     vocabulary = sorted({label for c in clips for label in c.labels})
     indices = {s: [i for i, p in enumerate(part) if p == k] for k, s in enumerate(splits)}
-    _write_task(task_dir, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds),
+    write_task(task_dir, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds),
                 [list(c.labels) for c in clips], indices)
-    with open(task_dir / CLIPS_CSV, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["wav", "split", "fname", "start", "group", "labels"])
-        for s, idx in indices.items():
-            w.writerows([_wav_name(i), s, clips[i].fname, clips[i].start, clips[i].group, ",".join(clips[i].labels)]
-                        for i in idx)
+    write_clips_csv(task_dir, [(wav_name(i), s, clips[i]) for s, idx in indices.items() for i in idx])
     validate_task(task_dir)
     return task_dir
 
 
+def write_clips_csv(task_dir: Path, rows: list[tuple], extra: Sequence[str] = ()) -> None:
+    """clips.csv (provenance; validate_task checks its groups): one (wav, split, TaskClip, *extra values) per row."""
+    with open(task_dir / CLIPS_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["wav", "split", "fname", "start", "group", "labels", *extra])
+        w.writerows([wav, split, c.fname, c.start, c.group, ",".join(c.labels), *more] for wav, split, c, *more in rows)
+
+
+def _valid_events(events: object, vocab: set[str], duration_ms: float) -> bool:
+    """A list of {"label", "start", "end"} (ms) with labels in `vocab` and 0 <= start < end <= duration."""
+    return isinstance(events, list) and all(
+        isinstance(e, dict) and e.get("label") in vocab and isinstance(e.get("start"), int | float)
+        and isinstance(e.get("end"), int | float) and 0 <= e["start"] < e["end"] <= duration_ms for e in events)
+
+
 def validate_task(task_dir: str | Path) -> dict[str, int]:
-    """Check a written scene task the way heareval will read it; returns clips per split, or raises DataError.
+    """Check a written scene or event task the way heareval will read it; returns clips per split, or raises
+    DataError.
 
     metadata keys and split names, labelvocabulary.csv, one {split}.json per split whose files exist as 16 kHz mono
-    WAVs of exactly sample_duration, no file in two splits, labels in the vocabulary (one each when multiclass),
-    and (when clips.csv is there) no group in two splits.
+    WAVs of exactly sample_duration, no file in two splits, labels in the vocabulary (scene: one each when
+    multiclass; event: a list of events inside the clip), and (when clips.csv is there) no group in two splits.
     """
     task_dir = Path(task_dir)
     meta_path = task_dir / "task_metadata.json"
@@ -408,7 +457,10 @@ def validate_task(task_dir: str | Path) -> dict[str, int]:
             if fname in owner:
                 raise DataError(f"{task_dir}: {fname} is in {owner[fname]} and {s}")
             owner[fname] = s
-            if not lab or not set(lab) <= set(vocab) or (meta["prediction_type"] == "multiclass" and len(lab) != 1):
+            if meta["embedding_type"] == "event":
+                if not _valid_events(lab, set(vocab), 1000.0 * meta["sample_duration"]):
+                    raise DataError(f"{task_dir}/{s}.json: bad events {lab} for {fname}")
+            elif not lab or not set(lab) <= set(vocab) or (meta["prediction_type"] == "multiclass" and len(lab) != 1):
                 raise DataError(f"{task_dir}/{s}.json: bad labels {lab} for {fname}")
             info = sf.info(str(task_dir / str(SAMPLE_RATE) / s / fname))
             if info.samplerate != SAMPLE_RATE or info.channels != 1 or info.frames != n:
