@@ -125,7 +125,8 @@ def test_train_runs_and_writes_results(trained):
     default = expert.load_bundle(None)  # what `-u hear_sela` without -k loads
     rate = default.config.frontend.hop_length * default.encoder.time_stride
     assert f"downsample rate is {rate}\n" in run.stderr  # s3prl's Featurizer accepted it on its 1 s probe
-    assert "Take a list of 5 features" in run.stderr
+    layers = len(default.encoder.intermediate_stages()[0]) + 2  # the log-mel input, each stage, the final features
+    assert f"Take a list of {layers} features" in run.stderr
     assert (expdir / "states-6.ckpt").is_file()
     log = (expdir / "log.log").read_text()
     assert re.search(r"^train at step 3: ", log, flags=re.M) and re.search(r"^dev at step 6: ", log, flags=re.M)
@@ -165,6 +166,8 @@ def test_s3prl_nn_upstream_api(tmp_path):
     out = json.loads(run.stdout.strip().splitlines()[-1])
     rate = out["rates"][0]
     expected_lens = [-(-n // rate) for n in (16000, 9000, 700)]
-    assert out["layers"] == 5 and out["rates"] == [rate] * 5
+    expert = importlib.import_module(f"{import_hubconf().__package__}.expert")
+    layers = len(expert.load_bundle(None).encoder.intermediate_stages()[0]) + 2  # the default weights' encoder
+    assert out["layers"] == layers and out["rates"] == [rate] * layers
     assert all(shape[:2] == [3, max(expected_lens)] for shape in out["shapes"])
     assert all(lens == expected_lens for lens in out["lens"])
