@@ -201,7 +201,7 @@ def test_bad_view_settings_fail_at_load_naming_the_recipe_and_key(override, mess
 
 
 def test_the_ablation_overrides_load_onto_the_real_recipe():
-    """recipes/ablations/overrides/*.yaml (ABLATION_FORMAT.md): dotted keys onto recipes/real_sela.yaml."""
+    """recipes/ablations/overrides/*.yaml (recipes/ablations/README.md): dotted keys onto recipes/real_sela.yaml."""
     from hear_sela.config import load_yaml
 
     recipes = Path(__file__).resolve().parents[1] / "recipes"
