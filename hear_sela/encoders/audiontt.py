@@ -27,7 +27,31 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-class AudioNTT2020(Encoder):
+def _conv_stack(channels: int, layers: int) -> nn.Sequential:
+    """`layers` conv blocks, 1 -> channels -> ... -> channels; each halves F and T."""
+    return nn.Sequential(_conv_block(1, channels), *(_conv_block(channels, channels) for _ in range(layers - 1)))
+
+
+def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
+    """BYOL-A's per-frame MLP: FC + ReLU + Dropout + FC + ReLU (indices 0 and 3 hold the weights, as published)."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(hidden, d_out), nn.ReLU(inplace=True))
+
+
+class _ByolaEncoder(Encoder):
+    """What both BYOL-A encoders share: the conv stages `features` (s3prl sees each map flattened, channel-major,
+    as the MLP does) and the clip pooling, max over time + mean over time."""
+
+    features: nn.Sequential
+
+    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
+        return list(self.features), "flatten"
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:  # (B, T', D) -> (B, D)
+        return feats.max(dim=1).values + feats.mean(dim=1)
+
+
+class AudioNTT2020(_ByolaEncoder):
     time_stride = 8
     min_frames = 8
 
@@ -36,23 +60,13 @@ class AudioNTT2020(Encoder):
         if n_mels % 8:
             raise ValueError(f"audiontt needs n_mels divisible by 8, got {n_mels}")
         self.embed_dim = d
-        self.features = nn.Sequential(_conv_block(1, channels), _conv_block(channels, channels),
-                                      _conv_block(channels, channels))
-        self.fc = nn.Sequential(
-            nn.Linear(channels * (n_mels // 8), d), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(d, d), nn.ReLU(inplace=True),
-        )
+        self.features = _conv_stack(channels, 3)
+        self.fc = _mlp(channels * (n_mels // 8), d, d, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, T/8, D)
         x = self.features(x)  # (B, C, F/8, T/8)
         x = rearrange(x, "b c f t -> b t (c f)")  # (B, T/8, C*F/8)
         return self.fc(x)  # (B, T/8, D)
-
-    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
-        return list(self.features), "flatten"
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:  # (B, T', D) -> (B, D)
-        return feats.max(dim=1).values + feats.mean(dim=1)
 
 
 @register_encoder
@@ -67,8 +81,7 @@ def audiontt_d512(n_mels: int = 64, **kw) -> AudioNTT2020:
     return AudioNTT2020(n_mels=n_mels, d=512, **kw)
 
 
-class AudioNTT2022(Encoder):
-
+class AudioNTT2022(_ByolaEncoder):
     def __init__(self, n_mels: int = 64, d: int = 3072, channels: int = 64, mlp_hidden: int = 2048,
                  conv_layers: int = 2, dropout: float = 0.3):
         super().__init__()
@@ -82,22 +95,12 @@ class AudioNTT2022(Encoder):
         self.embed_dim = d
         self.time_stride = 2**conv_layers
         self.min_frames = self.time_stride
-        self.features = nn.Sequential(_conv_block(1, channels),
-                                      *(_conv_block(channels, channels) for _ in range(conv_layers - 1)))
-        self.fc = nn.Sequential(
-            nn.Linear(conv_d, mlp_hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(mlp_hidden, d - conv_d), nn.ReLU(inplace=True),
-        )
+        self.features = _conv_stack(channels, conv_layers)
+        self.fc = _mlp(conv_d, mlp_hidden, d - conv_d, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, T/4, D)
         x = rearrange(self.features(x), "b c f t -> b t (c f)")  # (B, T/4, C*F/4)
         return torch.cat([x, self.fc(x)], dim=-1)  # (B, T/4, C*F/4 + MLP width)
-
-    def intermediate_stages(self) -> tuple[list[nn.Module], str]:
-        return list(self.features), "flatten"
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:  # (B, T', D) -> (B, D)
-        return feats.max(dim=1).values + feats.mean(dim=1)
 
 
 @register_encoder
