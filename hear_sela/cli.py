@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from hear_sela.runtime import keep_freed_memory
+
 COMMANDS: dict[str, str] = {
     "demo": "the main job on the embedded corpus: train SeLa and BYOL-A, analyse, evaluate with heareval",
     "corpus": "collect, deduplicate and cut folders of audio into a 16 kHz pretraining corpus",
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     top = parser.parse_args(argv[:idx])
     command = argv[idx]
+    keep_freed_memory()
     module = importlib.import_module(f"hear_sela.commands.{command.replace('-', '_')}")
     cmd_parser = sub.choices[command]
     module.add_arguments(cmd_parser)
