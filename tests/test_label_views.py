@@ -212,3 +212,21 @@ def test_the_ablation_overrides_load_onto_the_real_recipe():
         loaded[path.stem] = load_config(recipes / "real_sela.yaml", [f"{k}={v}" for k, v in over.items()])
     assert (loaded["views2"].sela.views, loaded["views2"].sela.head_groups) == (2, 1)
     assert (loaded["groups2"].sela.views, loaded["groups2"].sela.head_groups) == (1, 2)
+
+
+def test_with_views_the_agreement_term_is_the_share_of_views_whose_argmax_is_the_shared_label(tmp_path, monkeypatch):
+    from hear_sela.objectives.confidence import agreement_term, view_agreement
+
+    cache = tiny_cache()
+    cfg = _cfg(tmp_path, cache, **{"sela.views": 3, "sela.confidence": ["agreement"], "sela.confidence_alpha": 1.0})
+    rec = Recorder(monkeypatch)
+    objective, _ = _update(cfg, cache)
+    heads = objective.net.heads
+    heads.eval()
+    with torch.no_grad():  # each view's own argmax, from the embeddings the update computed
+        own = torch.stack([heads.logits(e, cfg.sela.chunk_size).argmax(-1) for e in rec.embeddings])  # (V, H, N)
+    labels = objective.store.labels  # (H, N)
+    expected = view_agreement(own, labels)
+    torch.testing.assert_close(objective.store.terms["agreement"], expected)
+    assert not torch.equal(expected, agreement_term(labels))  # the heads' co-membership would be another term
+    assert set(torch.unique(expected * 3).round().tolist()) <= {0.0, 1.0, 2.0, 3.0}

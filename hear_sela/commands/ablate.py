@@ -211,11 +211,11 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
 # ---------------------------------------------------------------- the command
 
 
-def _header(args: argparse.Namespace, base: str) -> list[str]:
+def _header(args: argparse.Namespace, base: str, seeds: list[int]) -> list[str]:
     import torch
 
     return ["# Ablation", "",
-            f"- base recipe: `{base}`; variants: `{args.dir}`; seeds: {','.join(map(str, args.seeds))}",
+            f"- base recipe: `{base}`; variants: `{args.dir}`; seeds: {','.join(map(str, seeds))}",
             f"- --set (every run): `{' '.join(args.set) or '(none)'}`",
             f"- downstream: {'heareval on ' + args.tasks_dir + ', grid ' + args.grid if args.tasks_dir else 'off'}",
             f"- machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
@@ -226,8 +226,30 @@ def _header(args: argparse.Namespace, base: str) -> list[str]:
             "sample std over seeds; minutes = wall time per run"]
 
 
-def main(args: argparse.Namespace) -> int:
+def recorded_runs(out: Path, names: list[str]) -> list[dict[str, Any]]:
+    """The run records already in OUT for these variants (every seed), so that a run with other --seeds or --only
+    adds rows to the table instead of replacing it."""
+    found = []
+    for name in names:
+        for path in sorted((out / name).glob(f"seed*/{RUN_RECORD}")):
+            record = read_json(path)
+            if record and record.get("status") in ("done", "failed"):
+                found.append(record)
+    return found
+
+
+def _write_table(records: list[dict[str, Any]], out: Path, args: argparse.Namespace, base: str) -> dict[str, Path]:
+    """The table over this invocation's records and every other finished one in OUT for DIR's variants."""
     from hear_sela.analysis.ablation import write_ablation_table
+
+    names = list(find_variants(Path(args.dir), None))
+    mine = {(r["variant"], r["seed"]) for r in records}
+    everything = [*records, *(r for r in recorded_runs(out, names) if (r["variant"], r["seed"]) not in mine)]
+    seeds = sorted({r["seed"] for r in everything})
+    return write_ablation_table(everything, out, _header(args, base, seeds), names)
+
+
+def main(args: argparse.Namespace) -> int:
     from hear_sela.resources import resolve_recipe
 
     out = Path(args.out).resolve()
@@ -252,8 +274,8 @@ def main(args: argparse.Namespace) -> int:
             continue
         for seed in args.seeds:
             records.append(run_one(base, overrides, out / name / f"seed{seed}", seed, name, args, own))
-            write_ablation_table(records, out, _header(args, base), list(variants))
-    files = write_ablation_table(records, out, _header(args, base), list(variants))
+            _write_table(records, out, args, base)
+    files = _write_table(records, out, args, base)
     print(files["md"].read_text())
     print(f"wrote {files['md']} and {files['csv']}")
     return 0 if all(r["status"] == "done" for r in records) else 1

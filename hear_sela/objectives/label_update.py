@@ -141,9 +141,10 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
             raise ValueError(f"sela.views={cfg.views} / sela.head_groups={cfg.head_groups}: the label update stores "
                              f"{heads.heads} x {rows} x {heads.clusters} logits, over the {LOGITS_BUDGET_BYTES >> 30} "
                              "GiB budget; use views=1 and head_groups=1 (matrix-free), fewer clusters, or more ranks")
-        logits, alive = multi_view_logits(encoder, heads, run, store.updates)  # (H, N_r, K), (D,)
+        logits, alive, view_argmax = multi_view_logits(encoder, heads, run, store.updates)  # (H, N_r, K), (D,)
         stored = True
     else:
+        view_argmax = None
         emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device,
                              amp=run.amp, channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
                              progress=run.progress)  # (N_r, D)
@@ -178,7 +179,10 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
         stats["head_nmi"] = mean_pairwise_nmi(labels.cpu().numpy())
     store.labels, store.confidences = labels, conf
     targets = marginals if marginals is not None else uniform_marginals(cfg.heads, cfg.clusters)
-    store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha)
+    # agreement of the views with the shared label when there are several views, else of the heads (confidence.py)
+    view_labels = dist.all_gather_cat(view_argmax, dim=2) if view_argmax is not None and cfg.views > 1 else None
+    store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha,
+                                           view_labels)  # view_labels (V, H, N) or None
     stats.update(conf_stats)
     store.duals = {"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)}
     store.updates += 1

@@ -111,13 +111,15 @@ def make_view(run: RunContext, seed: int) -> View:
 
 
 def multi_view_logits(encoder: nn.Module, heads: MultiHead, run: RunContext, update: int
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The label update's solver logits for V views and G head groups: each group's heads on the combined
-    (`combine_views`) logits of V fresh views. Returns logits (H, N_r, K) and the alive flags (D,) over all
-    passes. `update`: the index of this label update (seeds the draws with train.seed)."""
+    (`combine_views`) logits of V fresh views. Returns logits (H, N_r, K), the alive flags (D,) over all passes
+    and each view's own argmax (V, H, N_r) (for the views' agreement term, confidence.view_agreement).
+    `update`: the index of this label update (seeds the draws with train.seed)."""
     cfg, seed = run.cfg.sela, run.cfg.train.seed
     start, stop = dist.shard_range(len(run.features))
     out = torch.empty(heads.heads, stop - start, heads.clusters, device=run.device)
+    view_argmax = torch.empty(cfg.views, heads.heads, stop - start, dtype=torch.long, device=run.device)
     alive = None
     groups = head_groups(heads.heads, cfg.head_groups, torch.Generator().manual_seed(draw_seed(seed, update)))
     for g, index in enumerate(groups):
@@ -129,7 +131,8 @@ def multi_view_logits(encoder: nn.Module, heads: MultiHead, run: RunContext, upd
                                  )  # (N_r, D)
             alive = alive_dims(emb) if alive is None else alive | alive_dims(emb)
             per_view.append(heads.logits(emb, cfg.chunk_size, index.to(emb.device)))  # (H_g, N_r, K)
+            view_argmax[v, index.to(out.device)] = per_view[-1].argmax(-1).to(out.device)
             del emb
         out[index.to(out.device)] = combine_views(per_view)
-    return out, alive
+    return out, alive, view_argmax
 
