@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hear_sela.analysis.ablation import churn, mean_pairwise_nmi, write_ablation_table
+from hear_sela.analysis.ablation import churn, clip_scores, mean_pairwise_nmi, reference_labels, write_ablation_table
 from hear_sela.commands.ablate import find_variants, read_variant
 from hear_sela.config import ConfigError, load_config
 
@@ -49,6 +49,21 @@ def test_churn_skips_the_first_update_and_relabels():
     history = [{"changed": 0.98}, {"changed": 0.4}, {"changed": 0.9, "relabel": 1.0}, {"changed": 0.2}]
     assert churn(history) == (pytest.approx(0.3), 0.2)
     assert np.isnan(churn([{"changed": 0.9}])[0])
+
+
+def test_multi_label_clips_are_scored_on_the_label_at_the_chosen_position():
+    # 4 clips x 2 segments; the corpus script's labels: package, folder, category
+    sets = [("pkg_a", "pkg_a/x", "music"), ("pkg_a", "pkg_a/y", "music"), ("pkg_b", "pkg_b", "sfx"), ("pkg_c",)]
+    assert reference_labels(sets, 0) == [("pkg_a",), ("pkg_a",), ("pkg_b",), ("pkg_c",)]
+    assert reference_labels(sets, 2) == [("music",), ("music",), ("sfx",), ("pkg_c",)]  # short list: its last
+    seg_clip = np.repeat(np.arange(4), 2)
+    by_package = np.array([[5, 5, 5, 5, 1, 1, 7, 7]])  # (H=1, S): one cluster per package
+    conf = np.ones_like(by_package, dtype=np.float64)
+    assert clip_scores(by_package, conf, seg_clip, sets, 8, 0) == pytest.approx({"nmi": 1.0, "ami": 1.0})
+    assert clip_scores(by_package, conf, seg_clip, sets, 8, 1)["nmi"] < 1.0  # the folders split pkg_a
+    assert np.isnan(clip_scores(by_package, conf, seg_clip, sets, 8, None)["nmi"])
+    with pytest.raises(ValueError, match="no clip of its data has a reference label"):
+        clip_scores(by_package, conf, seg_clip, [()] * 4, 8, 0)
 
 
 def test_mean_pairwise_nmi():
@@ -138,6 +153,13 @@ def test_ablate_end_to_end_on_a_tiny_synth_corpus(tmp_path: Path, capsys):
     printed = capsys.readouterr().out
     assert "| baseline | 2 |" in printed
     assert "| all_a1 | 2 |" in printed  # the runs of an earlier invocation stay in the table
+    # --rescore: scores recomputed from the checkpoints, nothing trained; the failed runs stay failed
+    record_path = out / "baseline" / "seed0" / "run.json"
+    record_path.write_text(json.dumps({**record, "nmi": -1.0, "seed": 0,
+                                       "command_overrides": json.loads(record_path.read_text())["command_overrides"]}))
+    assert cli.main([*argv, "--rescore"]) == 1
+    assert final.stat().st_mtime_ns == stamp
+    assert 0 <= json.loads(record_path.read_text())["nmi"] <= 1
 
 
 def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, monkeypatch):

@@ -3,8 +3,9 @@
 Per run, from its final checkpoint (`run_scores`):
 - nmi, ami: each head's clip labels (majority vote of its segments, `metrics.majority_vote`) against the clips'
   reference labels (data labels.csv, as `hear-sela analyze` reads them), by the analysis's `score_table`; the mean
-  over heads (no head picked by its score: that would leak the reference into the choice). NaN when the clips carry
-  several labels each (NMI is defined for single labels).
+  over heads (no head picked by its score: that would leak the reference into the choice). NMI is defined for one
+  label per clip: where clips carry several, the label at `label_position` of each clip's list is the reference
+  (default 0: the package, as `scripts/make_real_corpus.sh` writes package, folder, category); None = NaN then.
 - head_nmi: the mean NMI between the segment labels of every pair of heads (1 = the heads agree; lower = more
   diverse heads).
 - churn: the share of labels that changed at each label update (`changed`, logged by the update), the mean over
@@ -48,7 +49,27 @@ def churn(history: Sequence[dict[str, Any]]) -> tuple[float, float]:
     return (float(np.mean(later)) if later else float("nan"), later[-1] if later else float("nan"))
 
 
-def run_scores(checkpoint: str | Path) -> dict[str, float]:
+def reference_labels(label_sets: Sequence[tuple[str, ...]], label_position: int | None) -> list[tuple[str, ...]]:
+    """Each clip's reference for NMI/AMI: its labels as they are, or, with a position, the label there (the last
+    one for a shorter list: a clip listed without folder or category still has a package)."""
+    if label_position is None:
+        return [tuple(x) for x in label_sets]
+    return [(x[min(label_position, len(x) - 1)],) if x else () for x in label_sets]
+
+
+def clip_scores(labels: np.ndarray, conf: np.ndarray, segment_clip: np.ndarray, label_sets: Sequence[tuple[str, ...]],
+                clusters: int, label_position: int | None = 0) -> dict[str, float]:
+    """nmi, ami (mean over heads) of the heads' clip labels: labels, conf (H, S) per segment, segment_clip (S,) the
+    clip index of each segment, label_sets the C clips' reference labels."""
+    clips = [M.majority_vote(lab, segment_clip, len(label_sets), c)[0] for lab, c in zip(labels, conf)]  # H x (C,)
+    references = reference_labels(label_sets, label_position)
+    if not any(references):
+        raise ValueError("no clip of its data has a reference label (data.labels_csv)")
+    table = score_table({f"head {h}": lab for h, lab in enumerate(clips)}, references, clusters, "labels")
+    return {"nmi": float(table["nmi"].mean()), "ami": float(table["ami"].mean())}
+
+
+def run_scores(checkpoint: str | Path, label_position: int | None = 0) -> dict[str, float]:
     """nmi, ami, head_nmi, churn, churn_last of a SeLa training checkpoint on its own (cached) training data."""
     from hear_sela.data.prepare import prepare_cache
     from hear_sela.training.state import read_checkpoint
@@ -61,15 +82,13 @@ def run_scores(checkpoint: str | Path) -> dict[str, float]:
     if labels.shape[1] != len(cache):
         raise ValueError(f"{checkpoint}: {labels.shape[1]} labelled segments but the cache has {len(cache)}")
     seg_clip = np.asarray(cache.segment_clip, dtype=np.int64)
-    clips = [M.majority_vote(lab, seg_clip, len(cache.clips), c)[0] for lab, c in zip(labels, conf)]  # H x (C,)
-    references = [tuple(c.labels) for c in cache.clips]
-    if not any(references):
-        raise ValueError(f"{checkpoint}: no clip of its data has a reference label (data.labels_csv)")
-    table = score_table({f"head {h}": lab for h, lab in enumerate(clips)}, references,
-                        int(ckpt.config.sela.clusters), "labels")
+    try:
+        scores = clip_scores(labels, conf, seg_clip, [tuple(c.labels) for c in cache.clips],
+                             int(ckpt.config.sela.clusters), label_position)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint}: {e}") from None
     mean_churn, last_churn = churn(store.get("history", []))
-    return {"nmi": float(table["nmi"].mean()), "ami": float(table["ami"].mean()),
-            "head_nmi": mean_pairwise_nmi(labels), "churn": mean_churn, "churn_last": last_churn}
+    return {**scores, "head_nmi": mean_pairwise_nmi(labels), "churn": mean_churn, "churn_last": last_churn}
 
 
 def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | None = None) -> pd.DataFrame:

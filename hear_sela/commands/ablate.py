@@ -13,7 +13,9 @@ Each run: `hear-sela train ... --resume` in a subprocess (log OUT/<variant>/seed
 (`analysis.ablation.run_scores`), then with --tasks-dir its encoder export through heareval (`evaluate.py`, the mean
 over the dev tasks). OUT/<variant>/seed<s>/run.json records the outcome; a rerun skips finished runs and resumes
 unfinished trainings. A failed run is recorded with its error and the others go on; the table is rewritten after
-every run. Exit status 1 if any run failed.
+every run and covers every finished run in OUT (so runs with other --seeds or --only add rows). --rescore
+recomputes the scores of the finished runs from their checkpoints (e.g. after adding reference labels), without
+training or heareval. Exit status 1 if any run failed.
 """
 
 from __future__ import annotations
@@ -52,12 +54,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default="default", choices=["default", "fast", "faster"], help="heareval's grid")
     p.add_argument("--grid-points", type=int, default=None, help="heareval's --grid-points (default 8)")
     p.add_argument("--out", default="runs/ablation", help="output folder; a rerun resumes (default runs/ablation)")
+    p.add_argument("--reference-label", default="0", type=_position, metavar="POS|none",
+                   help="clips with several reference labels: score NMI/AMI on the label at this position of each "
+                        "clip's list (default 0: the corpus script's package); none: NaN for such clips")
+    p.add_argument("--rescore", action="store_true",
+                   help="recompute the scores of finished runs from their checkpoints (no training, no heareval)")
     p.add_argument("--threads", type=int, default=DEMO_THREADS,
                    help=f"CPU threads per process, pinned so the runs repeat (default {DEMO_THREADS})")
 
 
 def interrupted_hint(args: argparse.Namespace) -> str:
     return "finished runs are recorded; the same command resumes the rest"
+
+
+def _position(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--reference-label {text!r}: expected a position (0, 1, ...) or none")
+    return int(text)
 
 
 def _seeds(text: str) -> list[int]:
@@ -174,7 +189,13 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
         return {**record, "variant": name, "seed": seed, "status": "failed",
                 "error": f"{run_dir} holds a run made with other overrides ({record.get('command_overrides')}); "
                          "delete it or use another --out"}
+    if getattr(args, "rescore", False) and record.get("status") != "done":
+        return {**record, "variant": name, "seed": seed, "status": "failed",
+                "error": record.get("error") or "not run yet (--rescore scores finished runs only)"}
     if record.get("status") == "done":
+        if getattr(args, "rescore", False):
+            record.update(run_scores(run_dir / "final.pt", args.reference_label))
+            write_json(record_path, record, indent=2)
         return record
     record.update(variant=name, seed=seed, base=base, overrides=shown or [], command_overrides=full,
                   status="running", error="")
@@ -193,7 +214,7 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
     try:
         if done.returncode != 0 or not final.is_file():
             raise RuntimeError(f"training exited {done.returncode} (log {train_log}):\n{_tail(train_log)}")
-        record.update(run_scores(final))
+        record.update(run_scores(final, args.reference_label))
         if args.tasks_dir:
             record["downstream"], record["eval_seconds"] = _downstream(final, run_dir, f"{name}-s{seed}", args)
     except Exception as e:  # the run failed; the others go on
