@@ -122,6 +122,7 @@ def test_ablate_end_to_end_on_a_tiny_synth_corpus(tmp_path: Path, capsys):
     (variants / "baseline.yaml").write_text("{}\n")
     (variants / "all_a1.yaml").write_text((SHIPPED / "conf_all_a1.yaml").read_text())
     (variants / "bad_key.yaml").write_text("sela.nosuch: 1\n")
+    (variants / "byola.yaml").write_text((SHIPPED / "objective_byola.yaml").read_text())  # no labels to score
     (variants / "bad_prior.yaml").write_text((SHIPPED / "marg_prior.yaml").read_text())  # K = 100, not 4
     (variants / "prior_power05_k100.npy").write_bytes((SHIPPED / "prior_power05_k100.npy").read_bytes())
     out = tmp_path / "out"
@@ -129,7 +130,9 @@ def test_ablate_end_to_end_on_a_tiny_synth_corpus(tmp_path: Path, capsys):
             "--set", "train.epochs=1", "--set", "sela.update_epochs=[0,1]"]
     assert cli.main(argv) == 1  # two variants fail
     table = pd.read_csv(out / "ablation.csv").set_index("variant")
-    assert list(table.index) == ["all_a1", "bad_key", "bad_prior", "baseline"]
+    assert list(table.index) == ["all_a1", "bad_key", "bad_prior", "baseline", "byola"]
+    assert table.loc["byola", "seeds_done"] == 2 and np.isnan(table.loc["byola", "nmi_mean"])
+    assert table.loc["byola", "train_minutes_mean"] > 0
     assert table.loc["baseline", "seeds_done"] == 2 and table.loc["all_a1", "seeds_done"] == 2
     assert table.loc["bad_key", "seeds_failed"] == 2 and table.loc["bad_prior", "seeds_failed"] == 2
     for name in ("baseline", "all_a1"):

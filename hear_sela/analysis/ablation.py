@@ -70,11 +70,14 @@ def clip_scores(labels: np.ndarray, conf: np.ndarray, segment_clip: np.ndarray, 
 
 
 def run_scores(checkpoint: str | Path, label_position: int | None = 0) -> dict[str, float]:
-    """nmi, ami, head_nmi, churn, churn_last of a SeLa training checkpoint on its own (cached) training data."""
+    """nmi, ami, head_nmi, churn, churn_last of a SeLa training checkpoint on its own (cached) training data; none
+    for a BYOL-A one (its row then has the downstream score and times only)."""
     from hear_sela.data.prepare import prepare_cache
     from hear_sela.training.state import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
+    if "label_store" not in ckpt.data:  # BYOL-A (a variant may change train.objective): no labels to score
+        return {}
     store = ckpt.data["label_store"]
     labels = store["labels"].numpy().astype(np.int64)  # (H, S)
     conf = store["confidences"].numpy().astype(np.float64)  # (H, S)
