@@ -267,7 +267,8 @@ def _write_table(records: list[dict[str, Any]], out: Path, args: argparse.Namesp
     mine = {(r["variant"], r["seed"]) for r in records}
     everything = [*records, *(r for r in recorded_runs(out, names) if (r["variant"], r["seed"]) not in mine)]
     seeds = sorted({r["seed"] for r in everything})
-    return write_ablation_table(everything, out, _header(args, base, seeds), names)
+    shown = [n for n in names if any(r["variant"] == n for r in everything)]  # variants never run: no row
+    return write_ablation_table(everything, out, _header(args, base, seeds), shown)
 
 
 def main(args: argparse.Namespace) -> int:
