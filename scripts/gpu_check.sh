@@ -5,6 +5,8 @@
 # and the table still prints. Logs: $GPU_CHECK_LOGS, else $OUT/gpu_check (the device machine), else runs/gpu_check.
 #   bash scripts/gpu_check.sh                      # PY=python3 bash scripts/gpu_check.sh where .venv is absent
 #   SINKHORN_SIZES=40966x1000x10 bash scripts/gpu_check.sh
+#   GPU_CHECK_DTYPES=1 bash scripts/gpu_check.sh   # + the solver's float32/float64 table (benchmarks/sinkhorn.py
+#                                                  #   --dtypes, log only; adds up to 2 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -34,5 +36,8 @@ run sinkhorn 180 "$PY" benchmarks/sinkhorn.py --device cuda \
 run train_throughput 120 "$PY" benchmarks/train_throughput.py --device cuda --steps 30
 run hear_overhead 60 "$PY" benchmarks/hear_overhead.py --device cuda --clips 256 --seconds 4 --long-seconds 600 \
   --repeats 3
+if [[ ${GPU_CHECK_DTYPES:-0} == 1 ]]; then  # issue 13's float32-vs-float64 lines at 50k-100k (out of CPU reach)
+  run sinkhorn_dtypes 120 "$PY" benchmarks/sinkhorn.py --device cuda --dtypes --line-seconds 15
+fi
 echo "total ${SECONDS} s; logs in $LOGS" >&2
 "$PY" scripts/gpu_summary.py "$LOGS"
