@@ -43,6 +43,20 @@ def test_table_writer_on_made_up_records(tmp_path: Path):
     assert "| b | 1 | 0.600 | 0.100 | 0.200 | 1.0 |  |" in md
     assert "- a seed 2: ValueError: bad" in md
     assert "downstream_mean" not in table  # no run had it: no column
+    assert "tasks_csv" not in files and "per task" not in md
+
+
+def test_per_task_table_beside_the_mean(tmp_path: Path):
+    records = [{"variant": v, "seed": s, "status": "done", "overrides": [], "downstream": 0.5,
+                "task_scores": {"pitch": p, "speakers": k}}
+               for v, s, p, k in [("a", 0, 0.6, 0.9), ("a", 1, 0.8, 0.9), ("b", 0, 0.4, 0.7)]]
+    records.append({"variant": "a", "seed": 2, "status": "failed", "overrides": [], "task_scores": {"pitch": 0.0}})
+    files = write_ablation_table(records, tmp_path, variants=["b", "a"])
+    tasks = pd.read_csv(files["tasks_csv"]).set_index("variant")
+    assert list(tasks.index) == ["b", "a"] and tasks.loc["a", "seeds"] == 2  # the failed run is left out
+    assert tasks.loc["a", "pitch_mean"] == pytest.approx(0.7) and tasks.loc["a", "speakers_std"] == 0.0
+    md = files["md"].read_text()
+    assert "| a | 2 | 0.700 ± 0.141 | 0.900 |" in md and "| b | 1 | 0.400 | 0.700 |" in md
 
 
 def test_churn_skips_the_first_update_and_relabels():
@@ -183,5 +197,6 @@ def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, m
     monkeypatch.setattr(evaluate, "evaluate_modules", fake_evaluate)
     args = argparse.Namespace(tasks_dir="tasks", grid="fast", grid_points=None)
     (tmp_path / "final.pt").write_bytes(b"")
-    mean, seconds = _downstream(tmp_path / "final.pt", tmp_path, "v-s0", args)
+    mean, seconds, per_task = _downstream(tmp_path / "final.pt", tmp_path, "v-s0", args)
     assert mean == 0.5 and seconds >= 0 and seen == {"tasks": "tasks", "alias": "v-s0", "grid": "fast"}
+    assert per_task == {"t1": 0.25, "t2": 0.75}

@@ -48,9 +48,24 @@ def test_thread_count_is_pinned_for_this_process_and_its_subprocesses(monkeypatc
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, capsys):
+def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    from hear_sela import runtime
     from hear_sela.cli import main as cli
 
+    # the CLI pins threads and the allocator for itself and its subprocesses: undone after the test, so later
+    # tests' subprocesses do not inherit them (an MKL_NUM_THREADS=2 broke test_train_resume's bitwise check)
+    for name in (*demo.THREAD_VARIABLES, *runtime.MALLOC_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        _quick_demo(tmp_path, capsys, cli)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _quick_demo(tmp_path, capsys, cli) -> None:
     out = tmp_path / "demo"
     assert cli(["demo", "--out", str(out), "--quick"]) == 0
     printed = capsys.readouterr().out

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hear_sela.checkpoint import load_checkpoint
+from hear_sela.commands.demo import THREAD_VARIABLES
 from hear_sela.training.loop import train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_fixture(out_dir: Path, objective: str, *args: str) -> subprocess.CompletedProcess:
+    # every thread variable torch reads (OpenMP and MKL): an MKL_NUM_THREADS=2 left by an earlier test (the demo
+    # pins its threads for its subprocesses) changes the subprocess's reduction order, so its bits
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
+           **dict.fromkeys(THREAD_VARIABLES, "1")}
     return subprocess.run([sys.executable, str(FIXTURES), str(out_dir), objective, *args], env=env,
                           capture_output=True, text=True, timeout=240)
 

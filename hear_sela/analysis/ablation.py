@@ -114,6 +114,26 @@ def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | 
     return pd.DataFrame(rows)
 
 
+def task_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per variant with per-task HEAR scores (records' `task_scores`, task -> score): columns variant,
+    seeds, then <task>_mean and <task>_std (sample std over seeds; 0 for one). Empty when no run has them."""
+    order = list(variants) if variants is not None else list(dict.fromkeys(r["variant"] for r in records))
+    done = [r for r in records if r.get("status") == "done" and r.get("task_scores")]
+    tasks = sorted({t for r in done for t in r["task_scores"]})
+    rows = []
+    for name in order:
+        mine = [r["task_scores"] for r in done if r["variant"] == name]
+        if not mine:
+            continue
+        row: dict[str, Any] = {"variant": name, "seeds": len(mine)}
+        for t in tasks:
+            values = np.array([s[t] for s in mine if t in s], dtype=np.float64)
+            row[f"{t}_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{t}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _mean_pm(mean: float, std: float, fmt: str) -> str:
     if not np.isfinite(mean):
         return "-"
@@ -140,13 +160,24 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 def write_ablation_table(records: Sequence[dict[str, Any]], out_dir: str | Path, header: Sequence[str] = (),
                          variants: Sequence[str] | None = None) -> dict[str, Path]:
-    """ablation.csv (numbers) and ablation.md (header lines, the table, then each failed run's error)."""
+    """ablation.csv (numbers), ablation_tasks.csv (per-task HEAR scores, when there are any) and ablation.md (header
+    lines, the table, the per-task table, then each failed run's error)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = ablation_table(records, variants)
     files = {"csv": out_dir / "ablation.csv", "md": out_dir / "ablation.md"}
     table.to_csv(files["csv"], index=False, float_format="%.6g")
     lines = [*header, "", table_markdown(table), ""]
+    tasks = task_table(records, variants)
+    if len(tasks):
+        files["tasks_csv"] = out_dir / "ablation_tasks.csv"
+        tasks.to_csv(files["tasks_csv"], index=False, float_format="%.6g")
+        names = [c[:-5] for c in tasks.columns if c.endswith("_mean")]
+        shown = pd.DataFrame({"variant": tasks["variant"], "seeds": tasks["seeds"].astype(str)})
+        for t in names:
+            shown[t] = [_mean_pm(a, b, ".3f") for a, b in zip(tasks[f"{t}_mean"], tasks[f"{t}_std"])]
+        lines += ["HEAR dev tasks, per task (official score; ± = sample std over seeds):", "",
+                  markdown_table(shown), ""]
     failed = [r for r in records if r.get("status") != "done"]
     if failed:
         lines += ["Failed runs:", ""]

@@ -159,19 +159,25 @@ def _tail(path: Path) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-TAIL_LINES:]) if path.is_file() else ""
 
 
-def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(mean official score over the dev tasks, seconds): the encoder exported and run through heareval."""
+def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace
+                ) -> tuple[float, float, dict[str, float]]:
+    """(mean official score over the dev tasks, seconds, task -> score): the encoder exported and run through
+    heareval. A rerun over the same run_dir/eval resumes evaluate's state, so finished tasks are only read."""
     from hear_sela.checkpoint import export_encoder
     from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec
 
     t0 = time.perf_counter()
-    export = export_encoder(final, run_dir / "encoder.safetensors")
+    export = run_dir / "encoder.safetensors"
+    if not export.is_file() or export.stat().st_mtime < final.stat().st_mtime:
+        # (a kept export keeps its mtime, so evaluate's state resumes instead of redoing the module)
+        export = export_encoder(final, export)
     spec = parse_module_spec(f"{name}=hear_sela:{export}")
     table = evaluate_modules(args.tasks_dir, [spec], run_dir / "eval",
                              EvalOptions(grid=args.grid, grid_points=args.grid_points, batch=True))
-    scores = table.drop(columns=["task", "metric"])
-    mean = float(scores[table["task"] == "mean"].iloc[0, 0])  # NaN when a task failed (see eval/comparison.md)
-    return mean, time.perf_counter() - t0
+    scores = table.drop(columns=["task", "metric"]).iloc[:, 0]
+    mean = float(scores[table["task"] == "mean"].iloc[0])  # NaN when a task failed (see eval/comparison.md)
+    per_task = {str(t): float(v) for t, v in zip(table["task"], scores) if t != "mean"}
+    return mean, time.perf_counter() - t0, per_task
 
 
 def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str, args: argparse.Namespace,
@@ -195,6 +201,9 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
     if record.get("status") == "done":
         if getattr(args, "rescore", False):
             record.update(run_scores(run_dir / "final.pt", args.reference_label))
+            if args.tasks_dir and "task_scores" not in record:  # recorded before per-task scores were kept
+                record["downstream"], _, record["task_scores"] = _downstream(run_dir / "final.pt", run_dir,
+                                                                             f"{name}-s{seed}", args)
             write_json(record_path, record, indent=2)
         return record
     record.update(variant=name, seed=seed, base=base, overrides=shown or [], command_overrides=full,
@@ -216,7 +225,8 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
             raise RuntimeError(f"training exited {done.returncode} (log {train_log}):\n{_tail(train_log)}")
         record.update(run_scores(final, args.reference_label))
         if args.tasks_dir:
-            record["downstream"], record["eval_seconds"] = _downstream(final, run_dir, f"{name}-s{seed}", args)
+            record["downstream"], record["eval_seconds"], record["task_scores"] = _downstream(
+                final, run_dir, f"{name}-s{seed}", args)
     except Exception as e:  # the run failed; the others go on
         record.update(status="failed", error=f"{type(e).__name__}: {e}")
         log.error("%s seed %d failed: %s", name, seed, record["error"].splitlines()[0])
