@@ -177,6 +177,10 @@ def test_ablate_end_to_end_on_a_tiny_synth_corpus(tmp_path: Path, capsys):
     assert cli.main([*argv, "--rescore"]) == 1
     assert final.stat().st_mtime_ns == stamp
     assert 0 <= json.loads(record_path.read_text())["nmi"] <= 1
+    # a seed never run is no row (and no folder), not a failure
+    assert cli.main([*argv, "--rescore", "--seeds", "5", "--only", "baseline"]) == 0
+    assert not (out / "baseline" / "seed5").exists()
+    assert "| baseline | 2 |" in (out / "ablation.md").read_text()
 
 
 def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, monkeypatch):

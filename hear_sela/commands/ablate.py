@@ -181,13 +181,13 @@ def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace
 
 
 def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str, args: argparse.Namespace,
-            shown: list[str] | None = None) -> dict[str, Any]:
-    """Train (or resume), score and evaluate one run; returns its record (also written to run_dir/run.json).
+            shown: list[str] | None = None) -> dict[str, Any] | None:
+    """Train (or resume), score and evaluate one run; returns its record (also written to run_dir/run.json), or
+    None under --rescore for a run never started.
     `shown`: the variant's own overrides, for the table. Never raises for a failure of the run itself: the record
     says status 'failed' and why."""
     from hear_sela.analysis.ablation import run_scores
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     record_path = run_dir / RUN_RECORD
     full = [*overrides, f"train.seed={seed}", f"train.out_dir={run_dir}"]
     record = read_json(record_path) or {}
@@ -196,8 +196,8 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
                 "error": f"{run_dir} holds a run made with other overrides ({record.get('command_overrides')}); "
                          "delete it or use another --out"}
     if getattr(args, "rescore", False) and record.get("status") != "done":
-        return {**record, "variant": name, "seed": seed, "status": "failed",
-                "error": record.get("error") or "not run yet (--rescore scores finished runs only)"}
+        return record or None  # --rescore scores finished runs only; a failed one stays as recorded
+    run_dir.mkdir(parents=True, exist_ok=True)
     if record.get("status") == "done":
         if getattr(args, "rescore", False):
             record.update(run_scores(run_dir / "final.pt", args.reference_label))
@@ -305,8 +305,10 @@ def main(args: argparse.Namespace) -> int:
                         for s in args.seeds]
             continue
         for seed in args.seeds:
-            records.append(run_one(base, overrides, out / name / f"seed{seed}", seed, name, args, own))
-            _write_table(records, out, args, base)
+            record = run_one(base, overrides, out / name / f"seed{seed}", seed, name, args, own)
+            if record is not None:
+                records.append(record)
+                _write_table(records, out, args, base)
     files = _write_table(records, out, args, base)
     print(files["md"].read_text())
     print(f"wrote {files['md']} and {files['csv']}")
