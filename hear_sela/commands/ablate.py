@@ -248,7 +248,8 @@ def _header(args: argparse.Namespace, base: str, seeds: list[int]) -> list[str]:
     return ["# Ablation", "",
             f"- base recipe: `{base}`; variants: `{args.dir}`; seeds: {','.join(map(str, seeds))}",
             f"- --set (every run): `{' '.join(args.set) or '(none)'}`",
-            f"- downstream: {'heareval on ' + args.tasks_dir + ', grid ' + args.grid if args.tasks_dir else 'off'}",
+            f"- downstream: {'heareval on ' + args.tasks_dir + ', grid ' + args.grid if args.tasks_dir else 'off'}"
+            f"{f', {args.grid_points} grid points' if args.tasks_dir and args.grid_points else ''}",
             f"- machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
             f"{args.threads} threads per process, torch {torch.__version__}, "
             f"{'CUDA' if torch.cuda.is_available() else 'no CUDA'}",
