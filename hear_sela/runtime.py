@@ -11,7 +11,6 @@ time. Keeping freed memory in the heap cuts the system time ~3x and a training s
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # glibc's mallopt() parameters (malloc.h) and the largest value an int setting takes.
@@ -30,13 +29,9 @@ def keep_freed_memory() -> bool:
     the variables."""
     if os.environ.get(OPT_OUT) == "1" or any(v in os.environ for v in MALLOC_VARIABLES):
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to tune
-        return False
-    if mallopt is None:
+    try:  # the C library already loaded in this process (no library search, which may spawn ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS, Windows): nothing to tune
         return False
     ok = bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
     if ok:

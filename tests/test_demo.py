@@ -49,6 +49,8 @@ def test_thread_count_is_pinned_for_this_process_and_its_subprocesses(monkeypatc
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    import torch
+
     from hear_sela import runtime
     from hear_sela.cli import main as cli
 
@@ -56,8 +58,6 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     # tests' subprocesses do not inherit them (an MKL_NUM_THREADS=2 broke test_train_resume's bitwise check)
     for name in (*demo.THREAD_VARIABLES, *runtime.MALLOC_VARIABLES):
         monkeypatch.delenv(name, raising=False)
-    import torch
-
     threads = torch.get_num_threads()
     try:
         _quick_demo(tmp_path, capsys, cli)

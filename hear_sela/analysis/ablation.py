@@ -107,9 +107,7 @@ def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | 
         row: dict[str, Any] = {"variant": name, "overrides": " ".join(runs[0].get("overrides", [])) if runs else "",
                                "seeds_done": len(done), "seeds_failed": len(runs) - len(done)}
         for m in present:
-            values = np.array([r[m] for r in done if r.get(m) is not None and np.isfinite(r[m])], dtype=np.float64)
-            row[f"{m}_mean"] = float(values.mean()) if len(values) else np.nan
-            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else np.nan)
+            row.update(_mean_std(m, [r[m] for r in done if r.get(m) is not None and np.isfinite(r[m])]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -127,17 +125,23 @@ def task_table(records: Sequence[dict[str, Any]], variants: Sequence[str] | None
             continue
         row: dict[str, Any] = {"variant": name, "seeds": len(mine)}
         for t in tasks:
-            values = np.array([s[t] for s in mine if t in s], dtype=np.float64)
-            row[f"{t}_mean"] = float(values.mean()) if len(values) else np.nan
-            row[f"{t}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else np.nan)
+            row.update(_mean_std(t, [s[t] for s in mine if t in s]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _mean_pm(mean: float, std: float, fmt: str) -> str:
-    if not np.isfinite(mean):
-        return "-"
-    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if np.isfinite(std) and std > 0 else "")
+def _mean_std(name: str, values: Sequence[float]) -> dict[str, float]:
+    """{name_mean, name_std}: the mean and sample standard deviation over seeds (0 for one value, NaN for none)."""
+    v = np.asarray(values, dtype=np.float64)
+    return {f"{name}_mean": float(v.mean()) if len(v) else np.nan,
+            f"{name}_std": float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else np.nan)}
+
+
+def _mean_pm(table: pd.DataFrame, name: str, fmt: str) -> list[str]:
+    """The column `name` as 'mean ± spread' cells from <name>_mean / <name>_std ('-' without a value; the spread
+    left out when 0: one seed)."""
+    return ["-" if not np.isfinite(m) else f"{m:{fmt}}" + (f" ± {s:{fmt}}" if np.isfinite(s) and s > 0 else "")
+            for m, s in zip(table[f"{name}_mean"], table[f"{name}_std"])]
 
 
 def _last_line(text: str | None) -> str:
@@ -153,7 +157,7 @@ def table_markdown(table: pd.DataFrame) -> str:
     for m in METRICS:
         if f"{m}_mean" in table:
             fmt = ".1f" if m.endswith("minutes") else ".3f"
-            shown[LABELS[m]] = [_mean_pm(a, b, fmt) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+            shown[LABELS[m]] = _mean_pm(table, m, fmt)
     shown["overrides"] = table["overrides"]
     return markdown_table(shown)
 
@@ -175,7 +179,7 @@ def write_ablation_table(records: Sequence[dict[str, Any]], out_dir: str | Path,
         names = [c[:-5] for c in tasks.columns if c.endswith("_mean")]
         shown = pd.DataFrame({"variant": tasks["variant"], "seeds": tasks["seeds"].astype(str)})
         for t in names:
-            shown[t] = [_mean_pm(a, b, ".3f") for a, b in zip(tasks[f"{t}_mean"], tasks[f"{t}_std"])]
+            shown[t] = _mean_pm(tasks, t, ".3f")
         lines += ["HEAR dev tasks, per task (official score; ± = sample std over seeds):", "",
                   markdown_table(shown), ""]
     failed = [r for r in records if r.get("status") != "done"]

@@ -195,11 +195,11 @@ def run_one(base: str, overrides: list[str], run_dir: Path, seed: int, name: str
         return {**record, "variant": name, "seed": seed, "status": "failed",
                 "error": f"{run_dir} holds a run made with other overrides ({record.get('command_overrides')}); "
                          "delete it or use another --out"}
-    if getattr(args, "rescore", False) and record.get("status") != "done":
+    if args.rescore and record.get("status") != "done":
         return record or None  # --rescore scores finished runs only; a failed one stays as recorded
     run_dir.mkdir(parents=True, exist_ok=True)
     if record.get("status") == "done":
-        if getattr(args, "rescore", False):
+        if args.rescore:
             record.update(run_scores(run_dir / "final.pt", args.reference_label))
             if args.tasks_dir and "task_scores" not in record:  # recorded before per-task scores were kept
                 record["downstream"], _, record["task_scores"] = _downstream(run_dir / "final.pt", run_dir,

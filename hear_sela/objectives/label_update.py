@@ -179,8 +179,10 @@ def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: 
         stats["head_nmi"] = mean_pairwise_nmi(labels.cpu().numpy())
     store.labels, store.confidences = labels, conf
     targets = marginals if marginals is not None else uniform_marginals(cfg.heads, cfg.clusters)
-    # agreement of the views with the shared label when there are several views, else of the heads (confidence.py)
-    view_labels = dist.all_gather_cat(view_argmax, dim=2) if view_argmax is not None and cfg.views > 1 else None
+    # agreement of the views with the shared label when there are several views, else of the heads (confidence.py);
+    # gathered over ranks only when the agreement term is used
+    use_views = view_argmax is not None and cfg.views > 1 and "agreement" in cfg.confidence
+    view_labels = dist.all_gather_cat(view_argmax, dim=2) if use_views else None
     store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha,
                                            view_labels)  # view_labels (V, H, N) or None
     stats.update(conf_stats)
