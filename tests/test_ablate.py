@@ -28,10 +28,12 @@ def test_table_writer_on_made_up_records(tmp_path: Path):
         {"variant": "a", "seed": 2, "status": "failed", "overrides": ["x=1"], "error": "boom\nValueError: bad"},
         {"variant": "b", "seed": 0, "status": "done", "overrides": [], "nmi": 0.6, "ami": 0.1, "churn": 0.2,
          "train_minutes": 1.0},
+        {"variant": "c", "seed": 0, "status": "done", "overrides": ["m=/r/o/prior.npy", "x=1"], "nmi": 0.6},
     ]
-    files = write_ablation_table(records, tmp_path, ["# title"], variants=["b", "a"])
+    files = write_ablation_table(records, tmp_path, ["# title"], variants=["b", "a", "c"])
     table = pd.read_csv(files["csv"])
-    assert list(table["variant"]) == ["b", "a"]
+    assert list(table["variant"]) == ["b", "a", "c"]
+    assert table.set_index("variant").loc["c", "overrides"] == "m=/r/o/prior.npy x=1"  # the CSV keeps the path
     a = table.set_index("variant").loc["a"]
     # mean and sample standard deviation of 0.5 and 0.7: 0.6 and 0.1414
     assert a["nmi_mean"] == pytest.approx(0.6) and a["nmi_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1), abs=1e-5)
@@ -41,6 +43,7 @@ def test_table_writer_on_made_up_records(tmp_path: Path):
     assert md.startswith("# title")
     assert "| a | 2 (1 failed) | 0.600 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.141 | 3.0 ± 1.4 | x=1 |" in md
     assert "| b | 1 | 0.600 | 0.100 | 0.200 | 1.0 |  |" in md
+    assert "| m=prior.npy x=1 |\n" in md  # the table shows it as the variant file writes it
     assert "- a seed 2: ValueError: bad" in md
     assert "downstream_mean" not in table  # no run had it: no column
     assert "tasks_csv" not in files and "per task" not in md

@@ -18,6 +18,7 @@ Legend: H heads, S segments, C clips.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,14 @@ def table_markdown(table: pd.DataFrame) -> str:
         if f"{m}_mean" in table:
             fmt = ".1f" if m.endswith("minutes") else ".3f"
             shown[LABELS[m]] = _mean_pm(table, m, fmt)
-    shown["overrides"] = table["overrides"]
+    shown["overrides"] = [_short_paths(o) for o in table["overrides"].fillna("")]
     return markdown_table(shown)
+
+
+def _short_paths(overrides: str) -> str:
+    """Absolute path values (ablate resolves a variant's relative paths) shown by file name, as the variant file
+    writes them: the full path stays in ablation.csv."""
+    return re.sub(r"=/\S*/([^/\s]+)", r"=\1", overrides)
 
 
 def write_ablation_table(records: Sequence[dict[str, Any]], out_dir: str | Path, header: Sequence[str] = (),
