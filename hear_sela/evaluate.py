@@ -22,8 +22,9 @@ For every module and task, heareval's two runners run as subprocesses, exactly a
   ...`, the same entry points with heareval's CUDA-only checks fixed); `auto` picks compat when CUDA is visible.
 
 Outputs: `comparison.csv` and `comparison.md` (task x module, the task's official metric = heareval's test_score,
-the first metric in the task's `evaluation` list, or aggregated_scores.test_score_mean for k-fold tasks; the mean
-over tasks; and SeLa - BYOL-A when one module of each objective is present), `comparison.png` (bar plot).
+the first metric in the task's `evaluation` list, or aggregated_scores.test_score_mean for k-fold tasks; how many
+test clips each score rests on; the mean over tasks; and SeLa - BYOL-A when one module of each objective is
+present), `comparison.png` (bar plot).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ log = logging.getLogger("hear_sela.evaluate")
 WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 STATE_FILE = "evaluate_state.json"
 DIFF_COLUMN = "SeLa - BYOL-A"
+CLIPS_COLUMN = "test clips"
+INFO_COLUMNS = ("task", "metric", CLIPS_COLUMN)  # the comparison's columns that are not scores
 TAIL_LINES = 30
 
 
@@ -266,7 +269,8 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
             entry["tasks"][task] = asdict(ts)
             _save_state(state_path, state)
     metrics = {t: json.loads((tasks_dir / t / "task_metadata.json").read_text())["evaluation"][0] for t in tasks}
-    table = comparison_table(state, tasks, [_slug(s.alias) for s in specs], metrics)
+    clips = {t: test_clips(tasks_dir / t) for t in tasks}
+    table = comparison_table(state, tasks, [_slug(s.alias) for s in specs], metrics, clips)
     write_comparison(table, out_dir)
     return table
 
@@ -373,14 +377,30 @@ def read_task_score(task_dir: str | Path) -> tuple[float, str, str]:
     return float(value), metric, str(scores.get("score_mode", "max"))
 
 
+def test_clips(task_dir: str | Path) -> str:
+    """How many clips a task's test score rests on, from its split files: '12' (the test split), or '240 (5 folds)'
+    for a k-fold task (each clip is tested once, in its fold; the score is the mean over folds). '' when the split
+    files are not there."""
+    task_dir = Path(task_dir)
+    meta = json.loads((task_dir / "task_metadata.json").read_text())
+    kfold = meta.get("split_mode") != "trainvaltest"
+    names = (meta.get("splits") or sorted(p.stem for p in task_dir.glob("fold*.json"))) if kfold else ["test"]
+    files = [task_dir / f"{n}.json" for n in names]
+    if not files or not all(f.is_file() for f in files):
+        return ""
+    n = sum(len(json.loads(f.read_text())) for f in files)  # each split file maps clip -> labels (or events)
+    return f"{n} ({len(files)} folds)" if kfold else str(n)
+
+
 def comparison_table(state: dict, tasks: Sequence[str], keys: Sequence[str],
-                     metrics: dict[str, str] | None = None) -> pd.DataFrame:
-    """Rows: tasks then 'mean'; columns: metric, one per module alias, and SeLa - BYOL-A when computable.
-    Failed or missing cells are NaN; their reasons stay in the state file and comparison.md."""
+                     metrics: dict[str, str] | None = None, clips: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows: tasks then 'mean'; columns: metric, test clips, one per module alias, and SeLa - BYOL-A when
+    computable. Failed or missing cells are NaN; their reasons stay in the state file and comparison.md."""
     modules = [state["modules"][k] for k in keys]
     rows = []
     for task in tasks:
-        row: dict[str, object] = {"task": task, "metric": (metrics or {}).get(task, "")}
+        row: dict[str, object] = {"task": task, "metric": (metrics or {}).get(task, ""),
+                                  CLIPS_COLUMN: (clips or {}).get(task, "")}
         for m in modules:
             ts = m["tasks"].get(task, {})
             value = np.nan
@@ -389,15 +409,20 @@ def comparison_table(state: dict, tasks: Sequence[str], keys: Sequence[str],
                 row["metric"] = metric
             row[m["alias"]] = value
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["task", "metric", *[m["alias"] for m in modules]])
+    table = pd.DataFrame(rows, columns=[*INFO_COLUMNS, *[m["alias"] for m in modules]])
     sela = [m["alias"] for m in modules if m.get("objective") == "sela"]
     byol = [m["alias"] for m in modules if m.get("objective") == "byol"]
     if sela and byol:
         table[DIFF_COLUMN] = table[sela[0]] - table[byol[0]]
-    mean = {"task": "mean", "metric": "(mean over tasks)"}
-    for col in table.columns[2:]:
+    mean = {"task": "mean", "metric": "(mean over tasks)", CLIPS_COLUMN: ""}
+    for col in score_columns(table):
         mean[col] = table[col].mean() if table[col].notna().all() else np.nan
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    """The comparison's score columns: one per module, then SeLa - BYOL-A when present."""
+    return [c for c in table.columns if c not in INFO_COLUMNS]
 
 
 def failures(state: dict) -> list[tuple[str, str, str, str]]:
@@ -414,7 +439,8 @@ def write_comparison(table: pd.DataFrame, out_dir: Path) -> None:
     table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6g")
     lines = ["# HEAR evaluation: official test score per task", "",
              "Each cell is heareval's `test_score` (the task's first `evaluation` metric), or the mean over folds for "
-             "k-fold tasks; blank = failed (see below). Mean = over tasks, only when every task succeeded.", ""]
+             "k-fold tasks; blank = failed (see below). Mean = over tasks, only when every task succeeded. Test "
+             "clips: how many clips each score rests on (k-fold: all folds together, each clip tested once).", ""]
     modules = [m for m in state["modules"].values() if m["alias"] in table.columns]
     lines += [f"- `{m['alias']}`: module `{m['module']}`" + (f", checkpoint `{m['checkpoint']}`" if m["checkpoint"]
                                                              else "") + (f", objective {m['objective']}"
@@ -437,7 +463,7 @@ def _bar_plot(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in table.columns[2:] if c != DIFF_COLUMN]
+    cols = [c for c in score_columns(table) if c != DIFF_COLUMN]
     rows = table[table["task"] != "mean"]
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(cols))

@@ -198,7 +198,7 @@ def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, m
     def fake_evaluate(tasks_dir, specs, out_dir, options):
         seen.update(tasks=tasks_dir, alias=specs[0].alias, grid=options.grid)
         return pd.DataFrame({"task": ["t1", "t2", "mean"], "metric": ["a", "b", "(mean over tasks)"],
-                             specs[0].alias: [0.25, 0.75, 0.5]})
+                             evaluate.CLIPS_COLUMN: ["12", "240 (5 folds)", ""], specs[0].alias: [0.25, 0.75, 0.5]})
 
     monkeypatch.setattr(checkpoint, "export_encoder", lambda src, out: Path(src))
     monkeypatch.setattr(evaluate, "evaluate_modules", fake_evaluate)

@@ -30,6 +30,9 @@ def _write_tasks(root: Path) -> Path:
         meta = {"task_name": name, "embedding_type": "scene", "prediction_type": "multiclass",
                 "split_mode": "new_split_kfold" if kfold else "trainvaltest", "evaluation": [metric]}
         (root / name / "task_metadata.json").write_text(json.dumps(meta))
+        splits = {"fold00": 2, "fold01": 3} if kfold else {"train": 4, "valid": 1, "test": 3}  # split -> clips
+        for split, n in splits.items():
+            (root / name / f"{split}.json").write_text(json.dumps({f"{split}_{i}.wav": ["x"] for i in range(n)}))
     return root
 
 
@@ -116,9 +119,10 @@ def test_table_contents(setup):
     assert t.loc["mean", "sela"] == pytest.approx(0.7) and t.loc["mean", "byola"] == pytest.approx(0.675)
     assert t[DIFF_COLUMN].to_numpy() == pytest.approx([0.1, -0.05, 0.025])
     csv = pd.read_csv(out / "comparison.csv")
-    assert list(csv.columns) == ["task", "metric", "sela", "byola", DIFF_COLUMN]
+    assert list(csv.columns) == ["task", "metric", "test clips", "sela", "byola", DIFF_COLUMN]
+    assert list(t["test clips"]) == ["3", "5 (2 folds)", ""]  # test split only; every fold of a k-fold task
     md = (out / "comparison.md").read_text()
-    assert "| task_a | top1_acc | 0.800 | 0.700 | 0.100 |" in md
+    assert "| task_a | top1_acc | 3 | 0.800 | 0.700 | 0.100 |" in md
     assert (out / "comparison.png").stat().st_size > 1000
 
 

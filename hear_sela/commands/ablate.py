@@ -164,7 +164,7 @@ def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace
     """(mean official score over the dev tasks, seconds, task -> score): the encoder exported and run through
     heareval. A rerun over the same run_dir/eval resumes evaluate's state, so finished tasks are only read."""
     from hear_sela.checkpoint import export_encoder
-    from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec
+    from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns
 
     t0 = time.perf_counter()
     export = run_dir / "encoder.safetensors"
@@ -174,7 +174,7 @@ def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace
     spec = parse_module_spec(f"{name}=hear_sela:{export}")
     table = evaluate_modules(args.tasks_dir, [spec], run_dir / "eval",
                              EvalOptions(grid=args.grid, grid_points=args.grid_points, batch=True))
-    scores = table.drop(columns=["task", "metric"]).iloc[:, 0]
+    scores = table[score_columns(table)[0]]  # the one module's column
     mean = float(scores[table["task"] == "mean"].iloc[0])  # NaN when a task failed (see eval/comparison.md)
     per_task = {str(t): float(v) for t, v in zip(table["task"], scores) if t != "mean"}
     return mean, time.perf_counter() - t0, per_task

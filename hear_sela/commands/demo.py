@@ -182,13 +182,13 @@ def main(args: argparse.Namespace) -> int:
     exports = stage("export", export)
 
     def evaluate() -> dict:
-        from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec
+        from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns
 
         specs = [parse_module_spec(f"sela=hear_sela:{exports['sela']}"),
                  parse_module_spec(f"byola=hear_sela:{exports['byola']}")]
         table = evaluate_modules(out / "hear_tasks", specs, out / "evaluation",
                                  EvalOptions(grid=grid, grid_points=2 if args.quick else 4, batch=True))
-        failed = int(table.drop(columns=["task", "metric"]).isna().to_numpy().sum())
+        failed = int(table[score_columns(table)].isna().to_numpy().sum())
         return {"comparison": str(out / "evaluation" / "comparison.md"), "failed_cells": failed}
 
     evaluation = stage("evaluate", evaluate)
@@ -201,6 +201,7 @@ def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -
     import pandas as pd
 
     from hear_sela.analysis.report import markdown_table
+    from hear_sela.evaluate import CLIPS_COLUMN
 
     summary = json.loads(Path(analysis["summary"]).read_text())
     m = pd.DataFrame(summary["metrics"])
@@ -211,7 +212,10 @@ def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -
     print("\n== SeLa's emergent classes vs the generating classes (clip level) ==")
     print(markdown_table(m[["method", "k_used", "nmi", "ami", "ari", "purity"]]))
     print("\n== HEAR tasks through heareval (official test score) ==")
-    print(markdown_table(pd.read_csv(out / "evaluation" / "comparison.csv"), na="failed"))
+    scores = pd.read_csv(out / "evaluation" / "comparison.csv")
+    if CLIPS_COLUMN in scores:  # blank on the mean row: not a failure
+        scores[CLIPS_COLUMN] = scores[CLIPS_COLUMN].fillna("")
+    print(markdown_table(scores, na="failed"))
     print(f"\nanalysis report: {analysis['report']}")
     print(f"plots:           {analysis['heatmap']}, {analysis['map']}")
     print(f"comparison:      {evaluation['comparison']} (+ comparison.csv, comparison.png)")

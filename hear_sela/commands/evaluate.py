@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from hear_sela.analysis.report import markdown_table
-from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, with_model_options
+from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns, with_model_options
 
 log = logging.getLogger("hear_sela.evaluate")
 
@@ -40,5 +40,5 @@ def main(args: argparse.Namespace) -> int:
     table = evaluate_modules(args.tasks_dir, specs, args.out, options, tasks=args.task)
     print(markdown_table(table, na="failed"))
     print(f"\nwrote {args.out}/comparison.md, comparison.csv, comparison.png")
-    failed = table.drop(columns=["task", "metric"]).isna().to_numpy().any()
+    failed = table[score_columns(table)].isna().to_numpy().any()
     return 1 if failed else 0
