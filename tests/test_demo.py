@@ -26,6 +26,21 @@ def test_shared_overrides_keep_both_runs_on_one_corpus(tmp_path):
     assert demo.default_recipe().name == "demo.yaml"
 
 
+def test_clustering_summary_shows_the_mean_over_heads_beside_the_best():
+    def row(method, nmi, k=4, ref="labels"):
+        return {"method": method, "reference": ref, "k_used": k, "nmi": nmi, "ami": nmi / 2, "ari": 0.1,
+                "purity": 0.5}
+
+    metrics = [row("SeLa head 0", 0.1), row("SeLa head 1", 0.8, k=3), row("SeLa head 2", 0.3),
+               row("k-means: x", 0.5), row("random (head 1 permuted)", 0.0), row("SeLa head 1", 0.9, ref="other")]
+    t = demo.clustering_summary({"report_head": 1, "primary_metric": "nmi", "metrics": metrics}).set_index("method")
+    assert list(t.index) == ["SeLa head 1 (best by nmi)", "SeLa heads 0-2: mean", "k-means: x",
+                             "random (head 1 permuted)"]
+    assert t.loc["SeLa head 1 (best by nmi)", "nmi"] == 0.8  # the 'labels' reference only
+    assert t.loc["SeLa heads 0-2: mean", "nmi"] == pytest.approx(0.4)
+    assert t.loc["SeLa heads 0-2: mean", "k_used"] == 4  # (4 + 3 + 4) / 3 rounded
+
+
 def test_thread_count_is_pinned_for_this_process_and_its_subprocesses(monkeypatch):
     import subprocess
     import sys
