@@ -41,6 +41,22 @@ def test_clustering_summary_shows_the_mean_over_heads_beside_the_best():
     assert t.loc["SeLa heads 0-2: mean", "k_used"] == 4  # (4 + 3 + 4) / 3 rounded
 
 
+def test_printed_summary_counts_test_clips_as_counts(tmp_path, capsys):
+    from hear_sela.evaluate import CLIPS_COLUMN
+
+    metrics = [{"method": m, "reference": "labels", "k_used": 4, "nmi": 0.5, "ami": 0.2, "ari": 0.1, "purity": 0.5}
+               for m in ("SeLa head 0", "k-means: x")]
+    (tmp_path / "summary.json").write_text(json.dumps({"report_head": 0, "primary_metric": "nmi",
+                                                       "metrics": metrics}))
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "comparison.csv").write_text(
+        f"task,metric,{CLIPS_COLUMN},sela\nt,top1_acc,12,0.75\nmean,(mean over tasks),,0.75\n")
+    demo.print_summary(tmp_path, {"summary": str(tmp_path / "summary.json"), "report": "r", "heatmap": "h"},
+                       {"comparison": "c"}, 60.0)
+    printed = capsys.readouterr().out
+    assert "| t | top1_acc | 12 | 0.750 |" in printed and "| mean | (mean over tasks) |  | 0.750 |" in printed
+
+
 def test_thread_count_is_pinned_for_this_process_and_its_subprocesses(monkeypatch):
     import subprocess
     import sys

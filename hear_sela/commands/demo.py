@@ -228,8 +228,8 @@ def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -
     print("\n== SeLa's emergent classes vs the generating classes (clip level) ==")
     print(markdown_table(clustering_summary(json.loads(Path(analysis["summary"]).read_text()))))
     print("\n== HEAR tasks through heareval (official test score) ==")
-    scores = pd.read_csv(out / "evaluation" / "comparison.csv")
-    if CLIPS_COLUMN in scores:  # blank on the mean row: not a failure
+    scores = pd.read_csv(out / "evaluation" / "comparison.csv", dtype={CLIPS_COLUMN: str})
+    if CLIPS_COLUMN in scores:  # a count, not a number to format; blank on the mean row, not a failure
         scores[CLIPS_COLUMN] = scores[CLIPS_COLUMN].fillna("")
     print(markdown_table(scores, na="failed"))
     print(f"\nanalysis report: {analysis['report']}")
