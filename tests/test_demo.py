@@ -51,7 +51,7 @@ def test_printed_summary_counts_test_clips_as_counts(tmp_path, capsys):
     (tmp_path / "evaluation").mkdir()
     (tmp_path / "evaluation" / "comparison.csv").write_text(
         f"task,metric,{CLIPS_COLUMN},sela\nt,top1_acc,12,0.75\nmean,(mean over tasks),,0.75\n")
-    demo.print_summary(tmp_path, {"summary": str(tmp_path / "summary.json"), "report": "r", "heatmap": "h"},
+    demo.print_summary(tmp_path, {"summary": str(tmp_path / "summary.json"), "report": "r", "heatmap": "h", "map": "m"},
                        {"comparison": "c"}, 60.0)
     printed = capsys.readouterr().out
     assert "| t | top1_acc | 12 | 0.750 |" in printed and "| mean | (mean over tasks) |  | 0.750 |" in printed
