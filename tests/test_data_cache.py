@@ -181,11 +181,17 @@ def test_workers_give_the_same_cache(tiny_corpus, tmp_path):
                  _build(records, tmp_path / "w0", num_workers=0, chunk_clips=3))
 
 
-def test_complete_cache_is_reused(tiny_corpus, tmp_path, monkeypatch):
+def test_complete_cache_is_reused(tiny_corpus, tmp_path, monkeypatch, caplog):
     records = tiny_corpus.records[:4]
-    first = _build(records, tmp_path / "c")
+    with caplog.at_level(logging.INFO):
+        first = _build(records, tmp_path / "c")
+    assert "feature cache built:" in caplog.text and "cache reused" not in caplog.text
+    caplog.clear()
     monkeypatch.setattr(cache_mod, "load_audio", lambda *a, **k: pytest.fail("a complete cache was rebuilt"))
-    _assert_same(_build(records, tmp_path / "c"), first)
+    with caplog.at_level(logging.INFO):
+        _assert_same(_build(records, tmp_path / "c"), first)
+    # the log says it was reused (it once said "built in N s" at every load, which read as a rebuild)
+    assert "feature cache reused (nothing rebuilt):" in caplog.text and "cache built:" not in caplog.text
 
 
 _HOLD_LOCK = """

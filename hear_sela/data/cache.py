@@ -89,7 +89,8 @@ class FeatureCache:
                 f"{len(self.clips)} clips, {self.audio_seconds:.1f} s of audio; "
                 f"{len(self.bad_files)} bad file(s) skipped, {len(self.manifest['too_short'])} clip(s) under "
                 f"{seg['min_segment_seconds']} s; log-mel mean {self.mean:.3f} std {self.std:.3f}; "
-                f"{self.disk_bytes() / 2**20:.1f} MiB in {self.root}; built in {self.manifest['build_seconds']:.1f} s")
+                f"{self.disk_bytes() / 2**20:.1f} MiB in {self.root}; "
+                f"its build took {self.manifest['build_seconds']:.1f} s")
 
     @classmethod
     def open(cls, cache_dir: str | Path) -> FeatureCache:

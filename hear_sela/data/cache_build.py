@@ -300,7 +300,7 @@ def _open_complete(root: Path, manifest: dict[str, Any], records: list[ClipRecor
         write_json(root / MANIFEST, manifest)
         log.info("%s: reference labels changed; manifest updated (features unchanged)", root)
     cache = FeatureCache.open(root)
-    log.info("feature cache: %s", cache.summary())
+    log.info("feature cache reused (nothing rebuilt): %s", cache.summary())
     return cache
 
 
@@ -439,5 +439,5 @@ def _finalise(root: Path, records: list[ClipRecord], frontend: FrontendConfig, s
                     "%s); lower data.min_segment_seconds, or set data.pad_short=true to keep each as one zero-padded "
                     "segment", len(short), len(records), seg_meta["min_segment_seconds"], root / MANIFEST)
     cache = FeatureCache.open(root)
-    log.info("feature cache: %s", cache.summary())
+    log.info("feature cache built: %s", cache.summary())
     return cache
