@@ -77,16 +77,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def expected_error(e: BaseException) -> bool:
-    """Failures a user causes and can fix (bad config, input, checkpoint, an existing run): one line, no traceback.
-    Their messages name the problem, the file and the fix. Imported here, not at the top, to keep --help fast."""
+    """Failures a user causes and can fix (bad config, input, checkpoint, an existing run, a full disk): one line, no
+    traceback. Their messages name the problem, the file and the fix. Imported here, not at the top, to keep --help
+    fast."""
     from hear_sela.checkpoint import CheckpointError
     from hear_sela.config import ConfigError
     from hear_sela.data.audio import AudioError
     from hear_sela.data.cache import CacheError
+    from hear_sela.fileio import DiskFullError
     from hear_sela.training.loop import NonFiniteLossError
     from hear_sela.training.state import ResumeError
 
-    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError)
+    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError
+                      | DiskFullError)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+FULL_BELOW_BYTES = 64 * 2**20  # a failed write with less than this left on the device is taken as a full disk
+
+
+class DiskFullError(OSError):
+    """A file could not be written because its disk is full (the previous version, if any, is untouched)."""
+
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves a half-written file."""
+    """Call `write(tmp_path)` then rename over `path`, so a crash never leaves a half-written file. A write that
+    fails on a full disk raises DiskFullError naming the file and the space left: writers such as torch.save report
+    it only as an opaque RuntimeError ("unexpected pos ...")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -26,6 +36,13 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        free = shutil.disk_usage(path.parent).free  # measured before the partial file is removed
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or free < FULL_BELOW_BYTES:
+            raise DiskFullError(errno.ENOSPC, f"{path}: not written, its disk is full ({free / 2**20:.0f} MiB "
+                                f"free in {path.parent}); free some space and run again (a training continues "
+                                f"from its last checkpoint with --resume)") from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

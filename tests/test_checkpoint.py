@@ -75,6 +75,36 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt.pt"]
 
 
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 17675264"),
+                                   OSError(28, "No space left on device")])
+def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch, error):
+    import collections
+    import errno
+
+    import hear_sela.fileio as fileio
+    from hear_sela.cli import expected_error
+
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"step": 1})
+    usage = collections.namedtuple("usage", "total used free")
+    # torch.save's error on a full disk carries no errno: the free space decides; ENOSPC decides by itself
+    free = 10 * 2**20 if isinstance(error, RuntimeError) else 10 * 2**30
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: usage(2**40, 2**40 - free, free))
+
+    def failing(tmp):
+        raise error
+
+    with pytest.raises(fileio.DiskFullError, match=r"last.pt: not written, its disk is full \(\d+ MiB free") as e:
+        atomic_write(target, failing)
+    assert e.value.errno == errno.ENOSPC and e.value.__cause__ is error and expected_error(e.value)
+    assert load_checkpoint(target)["step"] == 1 and os.listdir(tmp_path) == ["last.pt"]
+    # the same failure with room on the disk is not called a full disk
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: usage(2**40, 0, 2**40))
+    with pytest.raises(type(error)) as e2:
+        atomic_write(target, failing)
+    assert isinstance(error, OSError) or not isinstance(e2.value, fileio.DiskFullError)
+
+
 def test_save_and_load_round_trip(trained):
     path, cfg, enc = trained
     state = load_checkpoint(path)
