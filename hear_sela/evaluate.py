@@ -175,6 +175,9 @@ class EvalOptions:
     runner: str = "auto"  # heareval | compat | auto
     cpu: bool = False  # hide CUDA from the runners
     batch: bool = False  # first one runner call per module and stage for all pending tasks (see _run_batched)
+    # heareval's predictions runner leaves every grid point's probe checkpoint (~180 MB per task and module on the
+    # dev tasks); once the task is scored they are removed unless kept
+    keep_probe_checkpoints: bool = False
 
 
 def _entry(stage: str, runner: str) -> list[str]:
@@ -337,6 +340,21 @@ def _run_task(spec: ModuleSpec, task: str, tasks_dir: Path, emb_root: Path, out_
         _fail(ts, "scores", str(e), spec.alias, task)
         return
     ts.status, ts.stage, ts.error = "done", "", ""
+    if not options.keep_probe_checkpoints:
+        remove_probe_checkpoints(task_dir)
+
+
+def remove_probe_checkpoints(task_dir: str | Path) -> int:
+    """Delete the probe checkpoints (*.ckpt) heareval's predictions runner wrote under a scored task's folder
+    (lightning_logs/version_*/checkpoints/); their metrics.csv and hparams stay, and so do the predictions and
+    scores. Returns the bytes freed."""
+    freed = 0
+    for ckpt in Path(task_dir).glob("lightning_logs/*/checkpoints/*.ckpt"):
+        freed += ckpt.stat().st_size
+        ckpt.unlink()
+    if freed:
+        log.debug("%s: removed %.0f MB of probe checkpoints", task_dir, freed / 1e6)
+    return freed
 
 
 def _stage(ts: TaskState, stage: str, cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path,

@@ -74,6 +74,10 @@ class FakeHeareval:
                 if (alias, task, stage) in self.fail:
                     return CommandResult(1, "ValueError: deliberate failure")
                 scores = _scores(task, self.scores[alias, task])
+                ckpts = task_dir / "lightning_logs" / "version_0" / "checkpoints"  # where heareval's probes go
+                ckpts.mkdir(parents=True)
+                (ckpts / "epoch=3-step=8.ckpt").write_bytes(b"probe weights")
+                (ckpts.parent / "metrics.csv").write_text("epoch,val_loss\n3,0.5\n")
                 (task_dir / "test.predicted-scores.json").write_text(json.dumps(scores))
                 (task_dir / "prediction-done.json").write_text("{}")
         return CommandResult(0, "")
@@ -124,6 +128,17 @@ def test_table_contents(setup):
     md = (out / "comparison.md").read_text()
     assert "| task_a | top1_acc | 3 | 0.800 | 0.700 | 0.100 |" in md
     assert (out / "comparison.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_probe_checkpoints_are_removed_once_scored_unless_kept(setup, keep):
+    tasks, specs, scores, out = setup
+    evaluate_modules(tasks, specs, out, EvalOptions(runner="heareval", keep_probe_checkpoints=keep),
+                     runner=FakeHeareval(scores))
+    logs = sorted(out.glob("embeddings/*/*/*/lightning_logs/version_0"))
+    assert len(logs) == 4  # 2 modules x 2 tasks
+    assert all((d / "metrics.csv").is_file() for d in logs)  # the probes' training logs stay
+    assert all((d / "checkpoints" / "epoch=3-step=8.ckpt").is_file() == keep for d in logs)
 
 
 def test_failure_is_isolated_and_retried(setup):

@@ -31,12 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", action="store_true",
                    help="one runner call per module and stage for all pending tasks (saves ~10 s start-up per "
                         "task); a failing batch falls back to one call per task")
+    p.add_argument("--keep-probe-checkpoints", action="store_true",
+                   help="keep heareval's probe checkpoints (lightning_logs/*/checkpoints/*.ckpt, ~180 MB per task "
+                        "and module on 5-fold tasks); by default they are deleted once the task is scored")
 
 
 def main(args: argparse.Namespace) -> int:
     specs = with_model_options([parse_module_spec(m) for m in args.module], args.model_options)
     options = EvalOptions(grid=args.grid, grid_points=args.grid_points, runner=args.runner, cpu=args.cpu,
-                          batch=args.batch)
+                          batch=args.batch, keep_probe_checkpoints=args.keep_probe_checkpoints)
     table = evaluate_modules(args.tasks_dir, specs, args.out, options, tasks=args.task)
     print(markdown_table(table, na="failed"))
     print(f"\nwrote {args.out}/comparison.md, comparison.csv, comparison.png")
