@@ -76,9 +76,13 @@ def test_failing_task_is_isolated_with_real_heareval(tmp_path, monkeypatch):
     _write_task(tmp_path / "tasks", "short", 0.5, rng)
     calls = []
 
+    written = []  # probe checkpoints heareval wrote, counted right after its predictions call
+
     def counting(cmd, env, cwd, log_path):
         calls.append(cmd)
-        return run_command(cmd, env, cwd, log_path)
+        result = run_command(cmd, env, cwd, log_path)
+        written.extend((tmp_path / "out").glob("embeddings/*/*/*/lightning_logs/*/checkpoints/*.ckpt"))
+        return result
 
     opts = EvalOptions(grid="faster", grid_points=1, runner="heareval", cpu=True)
     specs = [parse_module_spec("fake=fake_hear_module")]
@@ -89,6 +93,9 @@ def test_failing_task_is_isolated_with_real_heareval(tmp_path, monkeypatch):
     assert "`fake` / `short`: embeddings failed" in md and "deliberate failure on the short task" in md
     assert (tmp_path / "out" / "embeddings" / "fake" / "fake_hear_module" / "long" / "prediction-done.json").exists()
     assert len(calls) == 3  # embeddings x 2, predictions x 1
+    long_dir = tmp_path / "out" / "embeddings" / "fake" / "fake_hear_module" / "long"
+    assert written and all(long_dir in p.parents for p in written)  # the layout removal globs
+    assert not list(long_dir.rglob("*.ckpt")) and list(long_dir.glob("lightning_logs/*/metrics.csv"))
     calls.clear()
     evaluate_modules(tmp_path / "tasks", specs, tmp_path / "out", opts, runner=counting, tasks=["long"])
     assert calls == []  # done work is not redone
