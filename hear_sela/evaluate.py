@@ -271,8 +271,9 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
             _run_task(spec, task, tasks_dir, emb_root, out_dir, ts, options, env, runner)
             entry["tasks"][task] = asdict(ts)
             _save_state(state_path, state)
-    metrics = {t: json.loads((tasks_dir / t / "task_metadata.json").read_text())["evaluation"][0] for t in tasks}
-    clips = {t: test_clips(tasks_dir / t) for t in tasks}
+    meta = {t: json.loads((tasks_dir / t / "task_metadata.json").read_text()) for t in tasks}
+    metrics = {t: m["evaluation"][0] for t, m in meta.items()}
+    clips = {t: count_test_clips(tasks_dir / t, m) for t, m in meta.items()}
     table = comparison_table(state, tasks, [_slug(s.alias) for s in specs], metrics, clips)
     write_comparison(table, out_dir)
     return table
@@ -395,12 +396,11 @@ def read_task_score(task_dir: str | Path) -> tuple[float, str, str]:
     return float(value), metric, str(scores.get("score_mode", "max"))
 
 
-def test_clips(task_dir: str | Path) -> str:
-    """How many clips a task's test score rests on, from its split files: '12' (the test split), or '240 (5 folds)'
-    for a k-fold task (each clip is tested once, in its fold; the score is the mean over folds). '' when the split
-    files are not there."""
+def count_test_clips(task_dir: str | Path, meta: dict) -> str:
+    """How many clips a task's test score rests on, from its split files (`meta`: its task_metadata.json): '12'
+    (the test split), or '240 (5 folds)' for a k-fold task (each clip is tested once, in its fold; the score is the
+    mean over folds). '' when the split files are not there."""
     task_dir = Path(task_dir)
-    meta = json.loads((task_dir / "task_metadata.json").read_text())
     kfold = meta.get("split_mode") != "trainvaltest"
     names = (meta.get("splits") or sorted(p.stem for p in task_dir.glob("fold*.json"))) if kfold else ["test"]
     files = [task_dir / f"{n}.json" for n in names]
