@@ -19,15 +19,15 @@ from torch import Tensor
 from hear_sela import distributed
 from hear_sela.sinkhorn.kernels import _build, _Built, _column_logsumexp, _labels, _SparseStore
 from hear_sela.sinkhorn.marginals import _target_marginals
-from hear_sela.sinkhorn.sources import (
-    _CHUNK_BYTES,
-    _LOG_EPS,
-    _LOG_GUARD,
-    _OMEGA_MAX,
-    KernelKind,
-    _FeatureSource,
-    _LogitSource,
-)
+from hear_sela.sinkhorn.sources import KernelKind, _FeatureSource, _LogitSource
+
+# The iteration's constants.
+_LOG_GUARD = 40.0  # scaling factors beyond e^±40 are absorbed before products of them can leave float32's range
+# Sparse kernel: entries below e^-50 of their row's mass are dropped. Lower ε keeps more entries (1.0 % instead of
+# 0.7 % at e^-40 on realistic logits) but lets the duals drift further before a rebuild (each costs ~500 sweeps).
+_LOG_EPS = -50.0
+_CHUNK_BYTES = {"cuda": 256 << 20, "cpu": 16 << 20}  # one (H, chunk, K) block; CPU: stay in the last-level cache
+_OMEGA_MAX = 1.8  # ω = 1.9 diverges on realistic logits; the estimate gives ~1.7 there
 
 
 @dataclass
@@ -174,19 +174,20 @@ def solve_labels(logits: Tensor | None = None, *, features: Tensor | None = None
                       f"for N={n_total}); it may run to max_iters. Consider dtype=torch.float64.", stacklevel=2)
     target = _target_marginals(marginals, n_heads, k, dev) * n_total  # (H, K): cluster sums N·a
 
+    plan = _Plan(lamb=lamb, tol=tol, check_every=check_every, max_iters=max_iters, kernel=kernel, chunk=chunk,
+                 log_eps=log_eps, log_floor=log_floor, n_total=n_total, overrelax=overrelax)
     with _matmul_precision(matmul_precision):
-        out = _iterate(source, target, lamb, tol, check_every, max_iters, warm_start, kernel, chunk, log_eps,
-                       log_floor, n_total, overrelax)
-        log_r, omega, iterations, error, converged, rebuilds, store_kind, density, labels, conf = out
+        out = _iterate(source, target, plan, warm_start)
+        labels, conf = out.labels, out.confidences
         missing = tuple(torch.nonzero(labels[:, 0] < 0).flatten().tolist()) if rows else ()
         if missing:  # heads that retired from a dense or recomputed kernel: one exact pass
             idx = torch.tensor(missing, device=dev)
-            labels[idx], conf[idx] = _labels(source, missing, log_r[idx], lamb, chunk)
+            labels[idx], conf[idx] = _labels(source, missing, out.log_r[idx], lamb, chunk)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    log_r = log_r - log_r.mean(1, keepdim=True)  # fix the gauge: keeps magnitudes small for the next warm start
-    return SinkhornResult(labels, conf, Duals(log_r, lamb, omega), iterations, error, converged,
-                          time.perf_counter() - t0, rebuilds, store_kind, density, source.passes)
+    log_r = out.log_r - out.log_r.mean(1, keepdim=True)  # fix the gauge: keeps magnitudes small for a warm start
+    return SinkhornResult(labels, conf, Duals(log_r, lamb, out.omega), out.iterations, out.error, out.converged,
+                          time.perf_counter() - t0, out.rebuilds, out.kind, out.density, source.passes)
 
 
 def _relaxation(err: Tensor, err_last: Tensor, omega_last: Tensor, gap: int, omega: Tensor, settled: Tensor,
@@ -260,38 +261,65 @@ def _linear_update_ok(kb: _Built, colsum: Tensor, log_r: Tensor, delta: float) -
     return col_ok, bool(fine)
 
 
-def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float, tol: float, check_every: int,
-             max_iters: int, warm_start: Duals | None, kernel: KernelKind, chunk: int, log_eps: float,
-             log_floor: float, n_total: int, overrelax: float | str):
-    """SeLa's loop on the stabilised kernel. target: (H, K) cluster sums N·a.
+@dataclass(frozen=True)
+class _Plan:
+    """What one solve iterates under: SeLa's stopping rule and the kernel's settings."""
 
-    Returns the final cluster log-duals (H, K) float64, ω (H,), iterations (H,), error (H,), converged (H,), the
-    number of rebuilds, the last store's kind and kept density, and labels, confidences (H, N_r) for the heads that
-    retired from a sparse kernel (label −1 elsewhere).
-    """
+    lamb: float
+    tol: float
+    check_every: int
+    max_iters: int
+    kernel: KernelKind
+    chunk: int  # rows per streamed block
+    log_eps: float  # kernel entries below e^log_eps of their row are dropped (sparse kernel)
+    log_floor: float  # dense kernel entries below e^log_floor are set to 0
+    n_total: int  # samples over all ranks
+    overrelax: float | Literal["auto"]
+
+
+@dataclass
+class _Outcome:
+    """What the iteration ends with, per head."""
+
+    log_r: Tensor  # (H, K) float64 final cluster log-duals
+    omega: Tensor  # (H,) float64 over-relaxation each head ended with
+    iterations: Tensor  # (H,) int64
+    error: Tensor  # (H,) float64
+    converged: Tensor  # (H,) bool
+    labels: Tensor  # (H, N_r) int64 for the heads that retired from a sparse kernel, -1 elsewhere
+    confidences: Tensor  # (H, N_r) float32, alongside `labels`
+    rebuilds: int = 0  # kernel (re)builds
+    kind: str = "none"  # the last kernel's storage
+    density: float = 1.0  # the last kernel's kept fraction
+
+
+def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, plan: _Plan, warm_start: Duals | None
+             ) -> _Outcome:
+    """SeLa's loop on the stabilised kernel. target: (H, K) cluster sums N·a."""
     n_heads, k, dev, dt = source.heads, source.clusters, source.device, source.dtype
+    lamb, tol, check_every, max_iters, chunk = plan.lamb, plan.tol, plan.check_every, plan.max_iters, plan.chunk
     delta = 8 * torch.finfo(dt).eps  # relative error a dropped kernel entry may cause in any row or column sum
-    final_log_r = torch.zeros(n_heads, k, dtype=torch.float64, device=dev)
-    final_omega = torch.ones(n_heads, dtype=torch.float64)
-    iterations = torch.zeros(n_heads, dtype=torch.int64)
-    error = torch.full((n_heads,), math.inf, dtype=torch.float64)
-    converged = torch.zeros(n_heads, dtype=torch.bool)
-    labels = torch.full((n_heads, source.rows), -1, dtype=torch.int64, device=dev)  # -1: left to the caller
-    conf = torch.zeros(n_heads, source.rows, dtype=torch.float32, device=dev)
-    stats = {"rebuilds": 0, "density": 1.0, "kind": "none"}
-    adaptive = overrelax == "auto"
+    out = _Outcome(log_r=torch.zeros(n_heads, k, dtype=torch.float64, device=dev),
+                   omega=torch.ones(n_heads, dtype=torch.float64), iterations=torch.zeros(n_heads, dtype=torch.int64),
+                   error=torch.full((n_heads,), math.inf, dtype=torch.float64),
+                   converged=torch.zeros(n_heads, dtype=torch.bool),
+                   labels=torch.full((n_heads, source.rows), -1, dtype=torch.int64, device=dev),
+                   confidences=torch.zeros(n_heads, source.rows, dtype=torch.float32, device=dev))
+    adaptive = plan.overrelax == "auto"
     ones = torch.ones(n_heads, dtype=torch.float64)
     hs = _Heads(ids=tuple(range(n_heads)), target=target, alpha=torch.zeros_like(target),
                 log_r=torch.zeros(n_heads, k, dtype=dt, device=dev), colsum=None, c=None, v_prev=None,
-                omega=ones if adaptive else ones * float(overrelax), settled=torch.full((n_heads,), not adaptive),
+                omega=ones if adaptive else ones * float(plan.overrelax),
+                settled=torch.full((n_heads,), not adaptive),
                 err_last=torch.full((n_heads,), math.inf, dtype=torch.float64), omega_last=ones.clone(),
                 grew=torch.zeros(n_heads, dtype=torch.bool))
 
     def rebuild() -> _Built:
         """Kernel for u = hs.alpha, one exact c-update; the scaling factors restart at 1."""
-        built = _build(source, hs.ids, hs.alpha, lamb, chunk, kernel, log_eps, log_floor, n_total)
-        stats["rebuilds"] += 1
-        stats["kind"], stats["density"] = built.store.kind, built.density
+        built = _build(source, hs.ids, hs.alpha, lamb, chunk, plan.kernel, plan.log_eps, plan.log_floor,
+                       plan.n_total)
+        out.rebuilds += 1
+        out.kind, out.density = built.store.kind, built.density
         hs.log_r.zero_()
         hs.c, hs.colsum = None, built.colsum
         return built
@@ -353,11 +381,11 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, lamb: float,
         if bool(done.any()):
             ids = [h for h, d in zip(hs.ids, done.tolist()) if d]
             done_dev = done.to(dev)
-            final_log_r[ids] = hs.alpha[done_dev] + hs.log_r[done_dev].double()
-            final_omega[ids] = hs.omega[done]
-            iterations[ids], error[ids], converged[ids] = t, err[done], err[done] <= tol
+            out.log_r[ids] = hs.alpha[done_dev] + hs.log_r[done_dev].double()
+            out.omega[ids] = hs.omega[done]
+            out.iterations[ids], out.error[ids], out.converged[ids] = t, err[done], err[done] <= tol
             if isinstance(kb.store, _SparseStore) and source.rows:
-                labels[ids], conf[ids] = kb.store.labels(done_dev.nonzero().squeeze(1), hs.log_r[done_dev].exp())
+                out.labels[ids], out.confidences[ids] = kb.store.labels(done_dev.nonzero().squeeze(1),
+                                                                        hs.log_r[done_dev].exp())
             hs.keep(~done, kb)
-    return (final_log_r, final_omega, iterations, error, converged, stats["rebuilds"], stats["kind"],
-            stats["density"], labels, conf)
+    return out

@@ -14,13 +14,7 @@ from torch import Tensor
 
 KernelKind = Literal["auto", "dense", "sparse"]
 
-_LOG_GUARD = 40.0  # scaling factors beyond e^±40 are absorbed before products of them can leave float32's range
-# Sparse kernel: entries below e^-50 of their row's mass are dropped. Lower ε keeps more entries (1.0 % instead of
-# 0.7 % at e^-40 on realistic logits) but lets the duals drift further before a rebuild (each costs ~500 sweeps).
-_LOG_EPS = -50.0
 _A_FLOOR = -1.0e30  # finite stand-in for λ(L − max) = −inf (−inf logits, or a range that overflows after × λ)
-_CHUNK_BYTES = {"cuda": 256 << 20, "cpu": 16 << 20}  # one (H, chunk, K) block; CPU: stay in the last-level cache
-_OMEGA_MAX = 1.8  # ω = 1.9 diverges on realistic logits; the estimate gives ~1.7 there
 _SPARSE_MAX_DENSITY = 0.1  # above this a CSR pair costs more bytes and time per iteration than the dense kernel
 
 
