@@ -100,6 +100,34 @@ class EncoderBundle:
 def export_encoder(src: str | Path, out: str | Path, half: bool = False) -> Path:
     """Write an encoder-only export of a training checkpoint (or re-export an export). `.safetensors` or `.pt`."""
     bundle_state, config_dict = _read_encoder_state(Path(src))
+    return _write_export(bundle_state, config_dict, out, half)
+
+
+def initial_encoder(cfg: Config) -> nn.Module:
+    """The encoder a run of `cfg` starts from: built right after seeding torch with train.seed (training builds its
+    networks this way, `training.state.build_objective`)."""
+    from hear_sela.encoders import build_encoder  # (imported late: see load_encoder_bundle)
+
+    torch.manual_seed(cfg.train.seed)
+    return build_encoder(cfg)
+
+
+def export_untrained(src: str | Path, out: str | Path) -> Path:
+    """An export of the untrained initialisation of `src`'s run (a training checkpoint or an export): its config,
+    so the same encoder, frontend and normalisation statistics, and the weights its seed gives before any step.
+    The floor a self-supervised run is judged against first. The caller's RNG state is left alone."""
+    _, config_dict = _read_encoder_state(Path(src))
+    try:
+        cfg = config_from_dict(config_dict, source=str(src))
+    except ConfigError as e:
+        raise CheckpointError(f"{src}: its stored config does not match this version of hear_sela ({e})") from None
+    with torch.random.fork_rng(devices=[]):
+        encoder = initial_encoder(cfg)
+    return _write_export({k: v.detach() for k, v in encoder.state_dict().items()}, config_dict, out)
+
+
+def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, Any], out: str | Path,
+                  half: bool = False) -> Path:
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in bundle_state.items()}
     meta = {"format": EXPORT_FORMAT, "config": config_dict}
     out = Path(out)

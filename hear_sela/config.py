@@ -224,6 +224,20 @@ class TrainConfig:
 
 
 @dataclass
+class OnlineEvalConfig:
+    """(ours) Frozen-encoder probes on dev tasks during training (training/online_eval.py), as solo-learn does for
+    images: at step 0 (the untrained init), every `every_steps` steps and at the end, on rank 0."""
+
+    tasks_dir: str = path_field("")  # HEAR task folders (heareval's --tasks-dir layout); "" = off
+    tasks: list[str] = field(default_factory=list)  # task folder names; empty = every multiclass scene task there
+    every_steps: int = 0  # 0 = only at step 0 and at the end
+    max_clips: int = 600  # per task, a fixed seeded subset of its clips (0 = all)
+    probes: list[Literal["knn", "logreg"]] = field(default_factory=lambda: ["knn", "logreg"])
+    knn_k: int = 10  # neighbours (cosine) of the kNN probe
+    logreg_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (on standardised embeddings)
+
+
+@dataclass
 class Config:
     name: str = "default"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
@@ -234,6 +248,7 @@ class Config:
     byol: ByolConfig = field(default_factory=ByolConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    online_eval: OnlineEvalConfig = field(default_factory=OnlineEvalConfig)
 
 
 # ---------------------------------------------------------------- building dataclasses from plain data

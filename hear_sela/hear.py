@@ -23,6 +23,7 @@ Legend: N sounds, S samples, F mel bins, T frames, T' encoder frames, W window f
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
@@ -375,14 +376,16 @@ def receptive_context(encoder: nn.Module, n_mels: int, max_frames: int = 16384) 
     frames reach the input's ends up to `max_frames` (e.g. global attention): such encoders are never chunked.
     """
     stride = int(encoder.time_stride)
-    param = next(encoder.parameters())
+    # a copy in eval mode on the CPU: NaN must not reach the caller's batch-norm statistics (a training encoder)
+    probe = copy.deepcopy(encoder).to("cpu").eval()
+    dtype = next(probe.parameters()).dtype
     length = 32 * stride
     while length <= max_frames:
-        x = torch.zeros(1, 1, n_mels, length, dtype=param.dtype)  # (1, 1, F, L)
+        x = torch.zeros(1, 1, n_mels, length, dtype=dtype)  # (1, 1, F, L)
         j0 = (length // 2 // stride) * stride
         x[..., j0:j0 + stride] = float("nan")
-        hit = torch.isnan(encoder.to("cpu").forward_features(x)).flatten(2).any(-1)[0]  # (L',)
-        encoder.to(param.device)
+        with torch.no_grad():
+            hit = torch.isnan(probe.forward_features(x)).flatten(2).any(-1)[0]  # (L',)
         frames = hit.nonzero().flatten()
         if len(frames) and frames[0] > 0 and frames[-1] < len(hit) - 1:
             first, last = int(frames[0]), int(frames[-1])

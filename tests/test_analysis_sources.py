@@ -18,7 +18,7 @@ from hear_sela.analysis.sources import (
 from hear_sela.config import Config, ConfigError, FrontendConfig
 from hear_sela.data.folder import scan_folder
 from hear_sela.data.records import ClipRecord, DataError, match_label_rows, read_labels_table
-from hear_sela.objectives.sela_parts import MultiHead
+from hear_sela.objectives.heads import MultiHead
 
 
 def test_read_labels_csv_fsd50k_schema(tmp_path):

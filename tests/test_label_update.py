@@ -71,3 +71,32 @@ def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
     cfg = dataclasses.replace(cfg, sela=dataclasses.replace(cfg.sela, marginals=str(tmp_path / "prior.npy")))
     with pytest.raises(ValueError, match=r"prior.npy: marginals must be finite and > 0, entries \[\[2\]\]"):
         build_objective(cfg, 10, torch.device("cpu"))
+
+
+def test_solving_a_label_update_leaves_the_store_as_it_was_and_apply_writes_it(tmp_path):
+    """solve_label_update only reads the store; LabelStore.apply is what changes it (labels, confidences, duals,
+    count, history), and a relabel outside the schedule (counted=False) keeps the count."""
+    from train_fixtures import tiny_cache, tiny_config
+
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.objectives.label_update import solve_label_update
+    from hear_sela.training.state import build_objective
+
+    cache = tiny_cache()
+    cfg = dataclasses.replace(tiny_config(tmp_path), frontend=cache.frontend)
+    objective = build_objective(cfg, len(cache.features), torch.device("cpu"))
+    store = objective.store
+    before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in vars(store).items()}
+    run = RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features)
+    update = solve_label_update(objective.encoder, objective.net.heads, store, run)
+    for name, value in before.items():
+        now = getattr(store, name)
+        assert (torch.equal(now, value) if isinstance(value, torch.Tensor) else now == value), name
+    assert update.labels.shape == store.labels.shape and update.stats["update"] == 1
+    assert not torch.equal(update.labels, store.labels)  # a real update: the random initial labels change
+
+    store.apply(update, counted=False)
+    assert store.updates == 0 and torch.equal(store.labels, update.labels)
+    store.apply(update)
+    assert store.updates == 1 and store.duals is update.duals and len(store.history) == 2
+    assert torch.equal(store.confidences, update.confidences)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from hear_sela.config import OptimConfig, SelaConfig
+from hear_sela.objectives.heads import MultiHead
+from hear_sela.objectives.label_store import LabelStore
 from hear_sela.objectives.sela import label_update_steps, sela_loss
-from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 from hear_sela.training.schedules import lr_factor
 
 

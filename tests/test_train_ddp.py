@@ -70,6 +70,6 @@ def test_sharded_label_update_equals_single_process(tmp_path: Path):
     torch.testing.assert_close(sharded["confidences"], single["confidences"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sharded["duals"]["log_r"], single["duals"]["log_r"], rtol=1e-6, atol=1e-6)
     # the update was a real one: labels moved away from the shuffled i % K initialisation
-    from hear_sela.objectives.sela_parts import LabelStore
+    from hear_sela.objectives.label_store import LabelStore
 
     assert not torch.equal(single["labels"], LabelStore.initial(3, 37, 6, seed=0).labels)

@@ -21,7 +21,7 @@ from hear_sela.data.records import match_label_rows, read_labels_table
 from hear_sela.distributed import resolve_device
 from hear_sela.embed import embed_segments
 from hear_sela.encoders import build_encoder
-from hear_sela.objectives.sela_parts import MultiHead
+from hear_sela.objectives.heads import MultiHead
 
 log = logging.getLogger("hear_sela.analysis")
 

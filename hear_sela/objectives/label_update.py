@@ -1,20 +1,22 @@
-"""The SeLa label update: every cached segment embedded by `embed.embed_segments` (encoder in eval, no augmentation,
-full segments, normalised by the frontend), logits of all heads, then the Sinkhorn solver; the new labels replace the
-store. With `sela.views` > 1 or `sela.head_groups` > 1 (SeLaVi) the segments are embedded under drawn views
-instead, per head group, and the solver sees the views' combined logits (`objectives.label_views`). The rest are
-pure functions of their inputs (marginals, solver precision, change statistics, NMI).
+"""The SeLa label update, a pure function of the networks, the label store and the run (`solve_label_update`,
+applied by `LabelStore.apply`): every cached segment embedded by `embed.embed_segments` (encoder in eval, no
+augmentation, full segments, normalised by the frontend), logits of all heads, then the Sinkhorn solver; the result
+is a `LabelUpdate` (labels, confidences, terms, duals, statistics). With `sela.views` > 1 or `sela.head_groups` > 1
+(SeLaVi) the segments are embedded under drawn views instead, per head group, and the solver sees the views'
+combined logits (`objectives.label_views`). The rest are pure functions of their inputs (marginals, solver
+precision, change statistics, NMI).
 
 Under DDP each rank embeds its own contiguous shard (`distributed.shard_range`, no sampler padding, so no segment
 is counted twice), passes its rows to the sharded solver (which exchanges only O(H K) numbers per iteration), and
-the labels are then gathered so every rank holds the whole store. Result: the same labels as one process.
+the labels are then gathered so every rank holds the whole result. Result: the same labels as one process.
 
 Legend: H heads, N segments (N_r on this rank), K clusters, D embedding dimension, F mel bins, T frames.
 """
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Iterable
 from itertools import combinations
 
 import numpy as np
@@ -26,8 +28,9 @@ from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.confidence import update_terms
+from hear_sela.objectives.heads import MultiHead
+from hear_sela.objectives.label_store import LabelStore, LabelUpdate
 from hear_sela.objectives.label_views import is_multi_view, multi_view_logits
-from hear_sela.objectives.sela_parts import LabelStore, MultiHead
 from hear_sela.sinkhorn import (
     Duals,
     float32_error_floor,
@@ -39,8 +42,6 @@ from hear_sela.sinkhorn import (
     uniform_marginals,
 )
 
-log = logging.getLogger("hear_sela.label_update")
-
 LOGITS_BUDGET_BYTES = 4 << 30  # above this the solver recomputes logits from the embeddings (matrix-free)
 
 
@@ -51,7 +52,7 @@ NAMED_MARGINALS = ("uniform", *GAUSS_REDRAW, GAUSS_SELAVI)
 
 def load_marginals(cfg: SelaConfig) -> torch.Tensor | None:
     """A prior file's cluster marginals, (K,) or (H, K) normalised; None for the named ones (uniform, and the
-    Gaussian sizes sorted to the current cluster mass at each update, see `update_labels`)."""
+    Gaussian sizes sorted to the current cluster mass at each update, see `update_marginals`)."""
     if cfg.marginals in NAMED_MARGINALS:
         return None
     try:
@@ -126,78 +127,89 @@ def mean_pairwise_nmi(labels: np.ndarray) -> float:
     return float(np.mean([nmi(labels[a], labels[b]) for a, b in pairs]))
 
 
-def update_labels(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: RunContext) -> dict[str, float]:
-    """One label update into `store` (every rank holds the full result). Returns the logged metrics."""
-    cfg, seed = run.cfg.sela, run.cfg.train.seed
+def solve_label_update(encoder: nn.Module, heads: MultiHead, store: LabelStore, run: RunContext) -> LabelUpdate:
+    """One label update, computed and returned, not applied: the store is read (its labels for the change
+    statistics, its duals for the warm start, its update count for the seeded draws, SeLaVi's size draw) and left
+    as it was. Every rank returns the whole result (labels gathered over ranks); statistics are rank 0's."""
+    cfg = run.cfg.sela
     t0 = time.perf_counter()
     heads_mode = heads.training
     heads.eval()
-    n_total = len(run.features)
-    if is_multi_view(cfg):  # SeLaVi's views and head groups: logits of drawn views, stored (not linear in features)
-        emb = None
-        start, stop = dist.shard_range(n_total)
-        rows = stop - start
-        if heads.heads * rows * heads.clusters * 4 > LOGITS_BUDGET_BYTES:
-            raise ValueError(f"sela.views={cfg.views} / sela.head_groups={cfg.head_groups}: the label update stores "
-                             f"{heads.heads} x {rows} x {heads.clusters} logits, over the {LOGITS_BUDGET_BYTES >> 30} "
-                             "GiB budget; use views=1 and head_groups=1 (matrix-free), fewer clusters, or more ranks")
-        logits, alive, view_argmax = multi_view_logits(encoder, heads, run, store.updates)  # (H, N_r, K), (D,)
-        stored = True
-    else:
-        view_argmax = None
-        emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device,
-                             amp=run.amp, channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
-                             progress=run.progress)  # (N_r, D)
-        alive = alive_dims(emb)
-        # stored logits (H, N_r, K) while they fit the budget, else the solver's matrix-free mode on the embeddings
-        stored = heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES
-        logits = heads.logits(emb, cfg.chunk_size) if stored else None  # (H, N_r, K)
+    try:
+        logits, emb, alive, view_argmax = _update_inputs(encoder, heads, store.updates, run)
+    finally:
+        heads.train(heads_mode)
     t_embed = time.perf_counter() - t0
+    n_total = len(run.features)
     dead = dead_fraction(dist.all_reduce(alive.float()))  # dims 0 for every segment, over all ranks
-    marginals = load_marginals(cfg)
-    if cfg.marginals in GAUSS_REDRAW or cfg.marginals == GAUSS_SELAVI:
-        # the same draw on all ranks and under resume: seeded by the run's seed and the update count
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + store.updates)
-        mass = soft_cluster_mass(logits if emb is None else heads.logit_chunks(emb, cfg.chunk_size))  # (H, K)
-        if cfg.marginals in GAUSS_REDRAW:  # sizes drawn afresh each update
-            marginals = gaussian_marginals(mass, n_total, cfg.gauss_sd, gen)
-        else:  # SeLaVi: drawn once per head (kept in the store, so in the checkpoint), re-sorted to the mass
-            if store.gauss_sizes is None:
-                store.gauss_sizes = gaussian_sizes(cfg.heads, cfg.clusters, n_total, cfg.gauss_sd, gen)
-            marginals = sort_to_mass(store.gauss_sizes, mass)
+    mass_source = logits if logits is not None else heads.logit_chunks(emb, cfg.chunk_size)  # lazy for features
+    marginals, gauss_sizes = update_marginals(cfg, store, n_total, run.cfg.train.seed, mass_source)
     warm = Duals(store.duals["log_r"], store.duals["lamb"]) if cfg.warm_start and store.duals else None
-    inputs = {"logits": logits} if stored else {"features": emb, "weights": heads.weight.detach().float(),
-                                                 "bias": heads.bias.detach().float()}
+    inputs = {"logits": logits} if logits is not None else {
+        "features": emb, "weights": heads.weight.detach().float(), "bias": heads.bias.detach().float()}
     result = solve_labels(**inputs, lamb=cfg.lamb, marginals=marginals, tol=cfg.tol, check_every=cfg.check_every,
                           max_iters=cfg.max_iters, warm_start=warm, dtype=solver_dtype(cfg, n_total))
-    heads.train(heads_mode)
-    del logits, emb, inputs
+    del logits, emb, inputs, mass_source
     labels = dist.all_gather_cat(result.labels.to(run.device), dim=1)  # (H, N)
     conf = dist.all_gather_cat(result.confidences.to(run.device).float(), dim=1)  # (H, N)
     stats = label_change_stats(store.labels, labels, cfg.clusters) if dist.is_main() else {}
     if dist.is_main() and cfg.heads > 1:  # (no NaN for one head: it would break equality of logged histories)
         stats["head_nmi"] = mean_pairwise_nmi(labels.cpu().numpy())
-    store.labels, store.confidences = labels, conf
     targets = marginals if marginals is not None else uniform_marginals(cfg.heads, cfg.clusters)
     # agreement of the views with the shared label when there are several views, else of the heads (confidence.py);
     # gathered over ranks only when the agreement term is used
     use_views = view_argmax is not None and cfg.views > 1 and "agreement" in cfg.confidence
-    view_labels = dist.all_gather_cat(view_argmax, dim=2) if use_views else None
-    store.terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha,
-                                           view_labels)  # view_labels (V, H, N) or None
+    view_labels = dist.all_gather_cat(view_argmax, dim=2) if use_views else None  # (V, H, N) or None
+    terms, conf_stats = update_terms(cfg.confidence, labels, conf, targets, cfg.confidence_alpha, view_labels)
     stats.update(conf_stats)
-    store.duals = {"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)}
-    store.updates += 1
-    stats.update({"update": store.updates, "solver_iterations": float(result.iterations.max()),
+    stats.update({"update": store.updates + 1, "solver_iterations": float(result.iterations.max()),
                   "solver_iterations_mean": float(result.iterations.float().mean()),
                   "solver_error": float(result.error.max()), "solver_converged": float(result.converged.all()),
                   "solver_seconds": float(result.seconds), "embed_seconds": t_embed,
                   "seconds": time.perf_counter() - t0, "confidence_mean": float(conf.mean()),
                   "dead_units": dead})
-    if dist.is_main():
-        store.history.append(stats)
-        if not bool(result.converged.all()):
-            log.warning("label update %d: %d head(s) stopped at the cap of %d iterations (error up to %.3g > tol "
-                        "%.3g)", store.updates, int((~result.converged).sum()), cfg.max_iters,
-                        float(result.error.max()), cfg.tol)
-    return stats
+    return LabelUpdate(labels=labels, confidences=conf, terms=terms,
+                       duals={"log_r": result.duals.log_r.cpu(), "lamb": float(result.duals.lamb)},
+                       gauss_sizes=gauss_sizes, stats=stats)
+
+
+def _update_inputs(encoder: nn.Module, heads: MultiHead, updates_done: int, run: RunContext
+                   ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """What the solver reads: this rank's logits (H, N_r, K) while they fit the budget, else the embeddings
+    (N_r, D) for its matrix-free mode; with the alive-dimension mask (D,) and, for SeLaVi's views, each view's
+    argmax (V, H, N_r). Returns (logits | None, embeddings | None, alive, view_argmax | None)."""
+    cfg = run.cfg.sela
+    if is_multi_view(cfg):  # SeLaVi's views and head groups: logits of drawn views, stored (not linear in features)
+        start, stop = dist.shard_range(len(run.features))
+        if heads.heads * (stop - start) * heads.clusters * 4 > LOGITS_BUDGET_BYTES:
+            raise ValueError(f"sela.views={cfg.views} / sela.head_groups={cfg.head_groups}: the label update stores "
+                             f"{heads.heads} x {stop - start} x {heads.clusters} logits, over the "
+                             f"{LOGITS_BUDGET_BYTES >> 30} GiB budget; use views=1 and head_groups=1 (matrix-free), "
+                             "fewer clusters, or more ranks")
+        logits, alive, view_argmax = multi_view_logits(encoder, heads, run, updates_done)
+        return logits, None, alive, view_argmax
+    emb = embed_segments(encoder, run.features, run.cfg.frontend, cfg.update_batch_size, run.device, amp=run.amp,
+                         channels_last=run.channels_last, num_workers=run.cfg.data.num_workers,
+                         progress=run.progress)  # (N_r, D)
+    if heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES:
+        return heads.logits(emb, cfg.chunk_size), None, alive_dims(emb), None
+    return None, emb, alive_dims(emb), None
+
+
+def update_marginals(cfg: SelaConfig, store: LabelStore, n_total: int, seed: int,
+                     logits: torch.Tensor | Iterable[torch.Tensor]
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The cluster targets of this update: a prior file's (K,) or (H, K), None for uniform, or SeLa(Vi)'s Gaussian
+    sizes sorted to the current soft cluster mass (from `logits`: (H, N_r, K) or an iterable of its chunks, read
+    only for those). Returns (marginals, the SeLaVi size draw when this update made it, else None)."""
+    if cfg.marginals not in GAUSS_REDRAW and cfg.marginals != GAUSS_SELAVI:
+        return load_marginals(cfg), None
+    # the same draw on all ranks and under resume: seeded by the run's seed and the update count
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + store.updates)
+    mass = soft_cluster_mass(logits)  # (H, K)
+    if cfg.marginals in GAUSS_REDRAW:  # sizes drawn afresh each update
+        return gaussian_marginals(mass, n_total, cfg.gauss_sd, gen), None
+    # SeLaVi: drawn once per head (kept in the store, so in the checkpoint), re-sorted to the mass
+    drawn = None if store.gauss_sizes is not None else gaussian_sizes(cfg.heads, cfg.clusters, n_total,
+                                                                      cfg.gauss_sd, gen)
+    return sort_to_mass(store.gauss_sizes if drawn is None else drawn, mass), drawn

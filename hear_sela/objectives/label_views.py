@@ -37,7 +37,7 @@ from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims, embed_segments
 from hear_sela.frontend import normalize
 from hear_sela.objectives.base import RunContext
-from hear_sela.objectives.sela_parts import MultiHead
+from hear_sela.objectives.heads import MultiHead
 
 View = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,) global indices, raw (B, F, T) -> (B, F, T')
 

@@ -1,8 +1,9 @@
-"""SeLa objective: the heads on the clip embedding and the label store (`sela_parts`), the confidence-weighted
-multi-head loss, and the schedule of label updates, run through the objective's scheduled-work hook.
+"""SeLa objective: the heads on the clip embedding (`heads`) and the label store (`label_store`), the
+confidence-weighted multi-head loss, and the schedule of label updates, run through the objective's scheduled-work
+hook.
 
-The label update itself (encoder in eval over every cached segment, then the Sinkhorn solver) is in
-`hear_sela.objectives.label_update`.
+The label update itself (encoder in eval over every cached segment, then the Sinkhorn solver) is the pure
+`objectives.label_update.solve_label_update`; its result is applied by `LabelStore.apply`.
 
 Legend: B batch, H heads, K clusters, N training segments, D embedding dimension.
 """
@@ -24,8 +25,9 @@ from hear_sela.config import SelaConfig
 from hear_sela.embed import alive_dims
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.objectives.confidence import check_terms, combined_confidence, confidence_weights
-from hear_sela.objectives.label_update import load_marginals, update_labels
-from hear_sela.objectives.sela_parts import LabelStore, MultiHead
+from hear_sela.objectives.heads import MultiHead
+from hear_sela.objectives.label_store import LabelStore
+from hear_sela.objectives.label_update import load_marginals, solve_label_update
 
 log = logging.getLogger("hear_sela.train")
 
@@ -90,9 +92,7 @@ class SelaObjective(Objective):
         if self.relabel_due:
             self.relabel_due = False
             self.sync_buffers()
-            done = self.store.updates
-            stats = {**self.update_labels(run), "relabel": 1.0}
-            self.store.updates = done
+            stats = {**self.update_labels(run, counted=False), "relabel": 1.0}
             run.log("labels", step, stats)
             if dist.is_main():
                 log.info("labelled the %d segments of the changed data at step %d (train.resume_relabel)",
@@ -109,10 +109,16 @@ class SelaObjective(Objective):
                          100 * stats["changed"], stats["nmi_prev"], stats["size_min"], stats["size_max"],
                          stats["solver_iterations"], stats["solver_seconds"], stats["seconds"])
 
-    def update_labels(self, run: RunContext) -> dict[str, float]:
+    def update_labels(self, run: RunContext, counted: bool = True) -> dict[str, float]:
         """Re-solve the labels of every cached segment now (every rank ends with the whole store); returns the
-        logged metrics."""
-        return update_labels(self.encoder, self.net.heads, self.store, run)
+        logged metrics. counted=False: outside the schedule (the count of updates done stays)."""
+        update = solve_label_update(self.encoder, self.net.heads, self.store, run)
+        self.store.apply(update, counted=counted, record=dist.is_main())
+        if dist.is_main() and not bool(update.stats["solver_converged"]):
+            log.warning("label update %d: some head(s) stopped at the cap of %d iterations (error up to %.3g > tol "
+                        "%.3g)", int(update.stats["update"]), self.cfg.max_iters, update.stats["solver_error"],
+                        self.cfg.tol)
+        return update.stats
 
     def state_dict(self) -> dict[str, Any]:
         return {"heads": self.net.heads.state_dict(), "label_store": self.store.state_dict()}

@@ -34,6 +34,7 @@ from hear_sela.config import Config, ConfigError, config_to_dict
 from hear_sela.data.segments import SegmentDataset, make_loader
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
+from hear_sela.training.online_eval import OnlineEvaluator
 from hear_sela.training.optim import build_optimizer, build_scheduler
 from hear_sela.training.state import (
     build_objective,
@@ -73,9 +74,14 @@ def open_cache(cfg: Config, records: list | None = None):
 # ---------------------------------------------------------------- logging
 
 
+AFTER_CHECKPOINT = ("labels", "eval")  # kinds of records written at step s after the checkpoint at s
+
+
 def _kept(record: dict[str, Any], resume_step: int, finished: bool) -> bool:
-    # a finished run's checkpoint comes after the label update at its last step; any other before it
-    return record["step"] < resume_step or (record["step"] == resume_step and (finished or record["kind"] != "labels"))
+    # a finished run's checkpoint comes after the label update and the online evaluation at its last step; any
+    # other checkpoint at step s before them (they run again on resume)
+    return record["step"] < resume_step or (record["step"] == resume_step and (
+        finished or record["kind"] not in AFTER_CHECKPOINT))
 
 
 class Logger:
@@ -184,13 +190,17 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         objective.to_channels_last()
     opt = build_optimizer(cfg.optim, objective.net.parameters())
     sched = build_scheduler(opt, cfg.optim, steps_per_epoch, tc.epochs)
+    evaluator = OnlineEvaluator(cfg, objective.name)  # a bad online_eval setting fails before any step
     seed_all(tc.seed + 7919 * dist.rank())  # dropout differs across ranks
 
     # ---- resume
     pos = {"epoch": 0, "epoch_step": 0, "step": 0}
+    cpu_before = 0.0  # CPU seconds (user + sys, this process) of the run before this process started
     if ckpt_path is not None:
         ckpt = load_state(ckpt_path, objective, augment, opt, sched, device, new_data=new_data)
         pos = {k: int(ckpt[k]) for k in pos}
+        evaluator.load_state_dict(ckpt.get("online_eval"))
+        cpu_before = float(ckpt.get("cpu_seconds", 0.0))
         if new_data and pos["epoch_step"]:  # the old batch order means nothing on new data: redo the epoch
             pos["epoch_step"] = 0
         log.info("resumed %s at epoch %d, step %d (%d in the epoch)", ckpt_path, pos["epoch"], pos["step"],
@@ -214,8 +224,17 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     amp = tc.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
     last = out_dir / "last.pt"
-    extra = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n,
+    fixed = {"cache_dir": str(getattr(cache, "root", "")), "n_segments": n,
              "cache_fingerprint": cache.manifest.get("fingerprint")}
+
+    def cpu_seconds() -> float:  # the run's CPU time so far, over all its processes (resumes)
+        return cpu_before + time.process_time()
+
+    def extra() -> dict[str, Any]:
+        return {**fixed, "online_eval": evaluator.state_dict(), "cpu_seconds": cpu_seconds()}
+
+    def evaluate(final: bool = False) -> None:
+        evaluator.maybe_run(objective.encoder, cfg, pos["step"], logger.write, cpu_seconds(), final=final)
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
                  objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())
@@ -247,6 +266,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                           total=steps_per_epoch, dynamic_ncols=True, leave=False)
         for idx, seg in loader:
             check(pending)  # the previous step's forward is long done by now: a cheap sync
+            evaluate()
             objective.scheduled_work(run, pos["step"])
             gen.manual_seed(step_seed(tc.seed, pos["step"], dist.rank()))
             pending = train_step(objective, augment, opt, sched, idx, seg, gen, device, amp, cfg.optim.clip_grad)
@@ -259,24 +279,26 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                 now = time.perf_counter()
                 logger.write("train", pos["step"], {"loss": value, "lr": sched.get_last_lr()[0],
                                                     "clips_per_s": clips_log / max(now - t_log, 1e-9),
-                                                    "epoch": epoch, "dead_units": objective.dead_units()})
+                                                    "epoch": epoch, "dead_units": objective.dead_units(),
+                                                    "cpu_seconds": cpu_seconds()})
                 t_log, clips_log = now, 0
                 if dist.is_main():
                     loader.set_postfix(loss=f"{value:.4f}")
             if tc.ckpt_every_steps and pos["step"] % tc.ckpt_every_steps == 0 and pos["epoch_step"] < steps_per_epoch:
                 check(pending)
-                save_state(last, cfg, objective, augment, opt, sched, pos, extra)
+                save_state(last, cfg, objective, augment, opt, sched, pos, extra())
         check(pending)
         pos.update(epoch=epoch + 1, epoch_step=0)
-        save_state(last, cfg, objective, augment, opt, sched, pos, extra)
+        save_state(last, cfg, objective, augment, opt, sched, pos, extra())
         if dist.is_main():
             log.info("epoch %d/%d done (step %d)", epoch + 1, tc.epochs, pos["step"])
 
     # ---- the end: work scheduled after the last step (SeLa: a label update), then a final checkpoint marked finished
     check(pending)
+    evaluate(final=True)
     objective.scheduled_work(run, pos["step"])
     final = out_dir / "final.pt"
-    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True}, resumable=False)
-    save_state(last, cfg, objective, augment, opt, sched, pos, {**extra, "finished": True})
+    save_state(final, cfg, objective, augment, opt, sched, pos, {**extra(), "finished": True}, resumable=False)
+    save_state(last, cfg, objective, augment, opt, sched, pos, {**extra(), "finished": True})
     logger.close()
     return final

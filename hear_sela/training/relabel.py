@@ -16,7 +16,7 @@ from hear_sela import distributed as dist
 from hear_sela.data.cache import FeatureCache
 from hear_sela.fileio import atomic_write
 from hear_sela.objectives.base import RunContext
-from hear_sela.objectives.sela_parts import LabelStore
+from hear_sela.objectives.label_store import LabelStore
 from hear_sela.training.state import read_checkpoint
 
 log = logging.getLogger("hear_sela.labels")

@@ -24,9 +24,14 @@ import torch
 
 from hear_sela import distributed as dist
 from hear_sela.augment import Augment, augment_state
-from hear_sela.checkpoint import CheckpointError, encoder_checkpoint_state, load_checkpoint, save_checkpoint
+from hear_sela.checkpoint import (
+    CheckpointError,
+    encoder_checkpoint_state,
+    initial_encoder,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hear_sela.config import Config, ConfigError, config_from_dict
-from hear_sela.encoders import build_encoder
 from hear_sela.objectives.base import Objective
 from hear_sela.objectives.byol import ByolObjective
 from hear_sela.objectives.sela import SelaObjective
@@ -179,8 +184,7 @@ def find_resume(cfg: Config, resume: str | None) -> Path | None:
 
 def build_objective(cfg: Config, n_segments: int, device: torch.device) -> Objective:
     """SelaObjective or ByolObjective around a fresh encoder; identical weights on every rank (seeded)."""
-    torch.manual_seed(cfg.train.seed)
-    encoder = build_encoder(cfg)
+    encoder = initial_encoder(cfg)
     if cfg.train.objective == "sela":
         return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
     if cfg.train.objective == "byol":

@@ -1,59 +1,29 @@
-"""SeLa's building blocks: H linear heads as one batched module, and the label store of all N segments.
+"""The self-labels of all N training segments (the label store), and one solved label update before it is applied.
 
-Legend: B batch, H heads, K clusters, N training segments, D embedding dimension.
+A label update (`objectives.label_update.solve_label_update`) reads the store and returns a `LabelUpdate`;
+`LabelStore.apply` is the one place that writes the store's fields.
+
+Legend: H heads, K clusters, N training segments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 
-class MultiHead(nn.Module):
-    """H linear classifiers (D -> K) as one batched matmul, each with its own dropout mask on its input
-    (the audio SeLa code: 10 x [Dropout 0.2, Linear(512 -> 1000)], weights N(0, 0.02), biases 0)."""
+@dataclass(frozen=True)
+class LabelUpdate:
+    """One solved label update, not yet applied (every rank holds the whole result)."""
 
-    def __init__(self, dim: int, heads: int, clusters: int, dropout: float = 0.2, init_std: float = 0.02):
-        super().__init__()
-        self.heads, self.clusters, self.dropout = heads, clusters, dropout
-        self.weight = nn.Parameter(torch.randn(heads, clusters, dim) * init_std)  # (H, K, D)
-        self.bias = nn.Parameter(torch.zeros(heads, clusters))  # (H, K)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, H, K)
-        if self.training and self.dropout > 0:
-            xh = x.unsqueeze(1).expand(-1, self.heads, -1)  # (B, H, D)
-            xh = F.dropout(xh, self.dropout, training=True)  # independent masks per head
-            return torch.einsum("bhd,hkd->bhk", xh, self.weight) + self.bias
-        return torch.einsum("bd,hkd->bhk", x, self.weight) + self.bias
-
-    @torch.no_grad()
-    def logit_chunks(self, emb: torch.Tensor, chunk: int = 65536, index: torch.Tensor | None = None
-                     ) -> Iterator[torch.Tensor]:
-        """Logits of every head (or of the heads `index` (H',) only), dropout off, block by block of rows:
-        emb (N, D) -> yields (H, n <= chunk, K) float32 (one empty block when N = 0)."""
-        w, b = self.weight.float(), self.bias.float()  # (H, K, D), (H, K)
-        if index is not None:
-            w, b = w[index], b[index]
-        for i in range(0, max(emb.shape[0], 1), chunk):
-            yield torch.einsum("nd,hkd->hnk", emb[i:i + chunk], w) + b[:, None, :]
-
-    @torch.no_grad()
-    def logits(self, emb: torch.Tensor, chunk: int = 65536, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of every head (or of the heads `index` (H',) only), dropout off: emb (N, D) -> (H, N, K) float32,
-        computed in chunks of rows."""
-        heads = self.heads if index is None else len(index)
-        out = torch.empty(heads, emb.shape[0], self.clusters, device=emb.device)
-        for i, block in zip(range(0, max(emb.shape[0], 1), chunk), self.logit_chunks(emb, chunk, index)):
-            out[:, i:i + chunk] = block
-        return out
-
-    def extra_repr(self) -> str:
-        return f"heads={self.heads}, clusters={self.clusters}, dim={self.weight.shape[-1]}, dropout={self.dropout}"
+    labels: torch.Tensor  # (H, N) int64
+    confidences: torch.Tensor  # (H, N) float32: the solver's posterior of the chosen cluster
+    terms: dict[str, torch.Tensor]  # confidence terms besides the posterior (objectives.confidence), (H, N) each
+    duals: dict[str, Any]  # {"log_r": (H, K) float64, "lamb": float}: the next solve's warm start
+    gauss_sizes: torch.Tensor | None  # (H, K) float64: sela.marginals=gauss_selavi's draw, when this update made it
+    stats: dict[str, float]  # the logged metrics of this update
 
 
 @dataclass
@@ -85,6 +55,22 @@ class LabelStore:
         return {"labels": self.labels.cpu(), "confidences": self.confidences.cpu(), "duals": _to(self.duals, "cpu"),
                 "updates": self.updates, "history": list(self.history), "gauss_sizes": _to(self.gauss_sizes, "cpu"),
                 "terms": _to(self.terms, "cpu")}
+
+    def apply(self, update: LabelUpdate, counted: bool = True, record: bool = True) -> None:
+        """Replace the labels with a solved update. counted: it is one of the schedule's updates (a relabel of
+        changed data is not); record: keep its statistics in the history (rank 0 only, which saves the checkpoint)."""
+        device = self.labels.device
+        if tuple(update.labels.shape) != tuple(self.labels.shape):
+            raise ValueError(f"label update of shape {tuple(update.labels.shape)} for a store of "
+                             f"{tuple(self.labels.shape)} (heads, segments)")
+        self.labels, self.confidences = update.labels.to(device), update.confidences.to(device)
+        self.terms = _to(dict(update.terms), device)
+        self.duals = update.duals
+        if update.gauss_sizes is not None:
+            self.gauss_sizes = update.gauss_sizes
+        self.updates += int(counted)
+        if record:
+            self.history.append(dict(update.stats))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["labels"].shape) != tuple(self.labels.shape):

@@ -1,0 +1,164 @@
+"""Online evaluation: dev-task probes of the frozen encoder during training, logged as curves.
+
+The logged point at step 0 is an offline probe of the untrained initialisation; the last is an offline probe of the
+final weights; the evaluation leaves training bitwise unchanged; a resumed run continues the curve without a
+duplicate or a missing point; only rank 0 evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hear_sela.checkpoint import export_untrained, load_checkpoint, load_encoder_bundle
+from hear_sela.config import ConfigError
+from hear_sela.data.hear_task_read import read_scene_task
+from hear_sela.data.hear_tasks import write_hear_tasks
+from hear_sela.training.loop import train
+from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import tiny_cache, tiny_config  # noqa: E402
+
+TASK = "synth_scene_multiclass"
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tasks")
+    write_hear_tasks(out, seed=0, size=30, n_classes=3)  # a multiclass scene task among others: only it is probed
+    return out
+
+
+def eval_records(run: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "eval"]
+
+
+def offline_scores(weights: Path, tasks_dir: Path, max_clips: int) -> dict[str, float]:
+    """The same probes through the public HEAR module on an export, outside any training process."""
+    from hear_sela.hear import load_model
+
+    task = read_scene_task(tasks_dir / TASK, max_clips)
+    return probe_task(scene_embeddings(load_model(str(weights)), task.audio), task, ["knn", "logreg"])
+
+
+def single_thread_train(cfg) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, cache=tiny_cache())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_curve_starts_at_the_untrained_init_and_ends_at_the_final_weights(tmp_path, tasks_dir):
+    run = tmp_path / "run"
+    cfg = tiny_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir), "online_eval.every_steps": 4,
+                                      "online_eval.max_clips": 24, "train.epochs": 3})
+    single_thread_train(cfg)
+    records = eval_records(run)
+    assert [r["step"] for r in records] == [0, 4, 8, 12]  # 3 epochs x 4 steps; the end (12) falls on the grid
+    assert set(records[0]) >= {f"{TASK}/knn", f"{TASK}/logreg", "mean/knn", "mean/logreg", "seconds", "cpu_seconds"}
+    assert not any(k.startswith("synth_scene_multilabel") or k.startswith("synth_events") for k in records[0])
+    init = export_untrained(run / "final.pt", tmp_path / "init.pt")
+    first = offline_scores(init, tasks_dir, 24)
+    last = offline_scores(run / "final.pt", tasks_dir, 24)
+    for probe in ("knn", "logreg"):
+        assert records[0][f"{TASK}/{probe}"] == pytest.approx(first[probe], abs=1e-12)
+        assert records[-1][f"{TASK}/{probe}"] == pytest.approx(last[probe], abs=1e-12)
+        assert records[0][f"mean/{probe}"] == records[0][f"{TASK}/{probe}"]  # one task: its mean is itself
+    assert [r["cpu_seconds"] for r in records] == sorted(r["cpu_seconds"] for r in records)
+
+
+def test_untrained_export_is_the_init_training_starts_from(tmp_path):
+    """export_untrained rebuilds the weights a run's seed gives (what the step-0 point is measured on)."""
+    from hear_sela.training.state import build_objective
+
+    cfg = tiny_config(tmp_path / "run", "sela", **{"train.epochs": 1})
+    single_thread_train(cfg)
+    init = load_encoder_bundle(export_untrained(tmp_path / "run" / "final.pt", tmp_path / "init.pt"))
+    init = init.encoder.state_dict()
+    fresh = build_objective(cfg, 37, torch.device("cpu")).encoder.state_dict()
+    trained = load_checkpoint(tmp_path / "run" / "final.pt")["encoder"]
+    for k, v in fresh.items():
+        assert torch.equal(init[k], v), k
+    assert any(not torch.equal(init[k], trained[k]) for k in init)  # and not the trained weights
+
+
+def test_online_evaluation_leaves_training_bitwise_unchanged(tmp_path, tasks_dir):
+    plain, probed = tmp_path / "plain", tmp_path / "probed"
+    single_thread_train(tiny_config(plain, "sela", **{"train.epochs": 2}))
+    single_thread_train(tiny_config(probed, "sela", **{"train.epochs": 2, "online_eval.tasks_dir": str(tasks_dir),
+                                                       "online_eval.every_steps": 2}))
+    a, b = load_checkpoint(plain / "final.pt"), load_checkpoint(probed / "final.pt")
+    for k, v in a["encoder"].items():
+        assert torch.equal(v, b["encoder"][k]), k
+    assert torch.equal(a["label_store"]["labels"], b["label_store"]["labels"])
+    assert len(eval_records(probed)) == 5 and not eval_records(plain)
+
+
+def test_resumed_run_continues_the_curve_without_duplicates_or_gaps(tmp_path, tasks_dir):
+    from test_train_resume import run_fixture
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    over = [f"online_eval.tasks_dir={tasks_dir}", "online_eval.every_steps=3", "online_eval.max_clips=18",
+            "train.ckpt_every_steps=3"]
+    assert run_fixture(ref, "sela", *over).returncode == 0
+    # the newest checkpoint on disk is step 6: the evaluation at 6 ran after it and runs again on resume
+    died = run_fixture(killed, "sela", "--kill-at-save", "8", *over)
+    assert died.returncode == -9, died.stderr[-2000:]
+    assert [r["step"] for r in eval_records(killed)] == [0, 3, 6]
+    resumed = run_fixture(killed, "sela", "--resume", *over)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [r["step"] for r in eval_records(killed)]
+    assert steps == [0, 3, 6, 9, 12, 15, 16]  # 4 epochs x 4 steps, every 3 steps and the end
+    strip = [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in eval_records(ref)]
+    assert strip == [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in eval_records(killed)]
+    # the run's CPU time goes on from the checkpoint's, not from zero
+    cpu = [r["cpu_seconds"] for r in eval_records(killed)]
+    assert cpu == sorted(cpu)
+
+
+def test_only_rank_zero_evaluates(tmp_path, tasks_dir, monkeypatch):
+    from hear_sela import distributed as dist
+
+    cfg = tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir)})
+    evaluator = OnlineEvaluator(cfg, "sela")
+    written = []
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a rank other than 0 evaluated")
+
+    monkeypatch.setattr(dist, "is_main", lambda: False)
+    monkeypatch.setattr(evaluator, "evaluate", refuse)
+    assert evaluator.maybe_run(torch.nn.Linear(1, 1), cfg, 0, lambda *r: written.append(r), 0.0) is None
+    assert written == [] and evaluator.last_step == 0  # it still counts the point as done, as rank 0 does
+
+
+def test_online_eval_settings_are_checked_before_training(tmp_path, tasks_dir):
+    with pytest.raises(ConfigError, match="not a folder"):
+        OnlineEvaluator(tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tmp_path / "none")}), "sela")
+    with pytest.raises(ConfigError, match="not multiclass scene tasks"):
+        OnlineEvaluator(tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
+                                                         "online_eval.tasks": ["synth_events"]}), "sela")
+
+
+def test_probe_scores_follow_the_folds():
+    """A separable task scores 1.0; labels shuffled against the embeddings score near chance."""
+    from hear_sela.data.hear_task_read import SceneTaskClips
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    emb = rng.normal(size=(120, 8)) + 6.0 * np.eye(3, 8)[labels]
+    task = SceneTaskClips("t", np.zeros((120, 1), np.float32), labels, np.arange(120) % 4,
+                          ("fold00", "fold01", "fold02", "fold03"), "presplit_kfold", ("a", "b", "c"))
+    assert probe_task(emb, task, ["knn", "logreg"]) == {"knn": 1.0, "logreg": 1.0}
+    shuffled = SceneTaskClips("t", task.audio, rng.permutation(labels), task.splits, task.split_names,
+                              task.split_mode, task.classes)
+    assert all(v < 0.6 for v in probe_task(emb, shuffled, ["knn", "logreg"]).values())
