@@ -21,7 +21,7 @@ class SourcesConfig:
 
     kind: str = "espeak"  # espeak | folder
     # espeak: written here; folder: <root>/<split>/*.wav read from here
-    root: str = path_field("/work/data/separation/sources")
+    root: str = path_field("data/separation/sources")
     # espeak-ng voices (language+variant), disjoint per split so test voices are unseen
     train_voices: list[str] = field(default_factory=lambda: [
         "en-us+m1", "en-us+m2", "en-us+m3", "en-us+f1", "en-us+f2", "en-gb+m4", "en-gb+f3", "en-gb-scotland+m5",
@@ -40,7 +40,7 @@ class SourcesConfig:
 class MixtureConfig:
     """Anechoic far-field two-microphone mixtures of two sources (wsj0-2mix-like levels)."""
 
-    root: str = path_field("/work/data/separation/mixtures")
+    root: str = path_field("data/separation/mixtures")
     sample_rate: int = 8000  # paper
     seconds: float = 2.0  # (ours; paper <= 3.2 s training sequences) each source cropped/padded to this
     level_db: float = 5.0  # relative level U(0, level_db) dB between the sources, as wsj0-2mix

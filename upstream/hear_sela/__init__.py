@@ -1,1 +1,1 @@
-"""s3prl upstream for hear_sela (expert.py, hubconf.py); see README.md, "s3prl upstream"."""
+"""s3prl upstream for hear_sela (expert.py, hubconf.py); see README.md in this folder."""
