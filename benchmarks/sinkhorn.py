@@ -1,6 +1,6 @@
 """Benchmark of hear_sela.sinkhorn.solve_labels against SeLa's float64 loop, POT and the memory-bandwidth floor.
 
-Every method sees the same "realistic logits" (shared/notes/gpu_anchors.md): features F (N × 512) from 200 random
+Every method sees the same "realistic logits" (docs/results/gpu_anchors.md): features F (N × 512) from 200 random
 centres, clip = 0.6·centre + 0.8·noise; per head W (K × 512) ~ N(0, 1); logits = 2.5 · F Wᵀ / √512; λ = 25,
 tolerance 0.1 (SeLa's rule, checked every 10 iterations).
 

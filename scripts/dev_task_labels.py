@@ -24,7 +24,7 @@ from pathlib import Path
 PER_CLASS = 100  # Philharmonia tasks: clips per class (12 classes -> 1200 clips)
 MIN_SPEAKER_CLIPS = 11
 SOUND_CATEGORIES = ("animals", "musical_instruments", "transportation")
-# absent from the snapshot the README's tasks were built from (its largest blobs); left out so a fresh clone
+# absent from the snapshot the dev tasks were built from (its largest blobs); left out so a fresh clone
 # gives the same task
 SOUND_ABSENT = frozenset({"musical_instruments/piano4.mp3", *(f"transportation/train{i}.wav" for i in range(1, 6))})
 # events: the families the snapshot holds (its violin, viola, trumpet and tuba folders are among the absent blobs)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check: `make gpu-test`, then the three benchmarks at GPU sizes, then one summary table against
-# ../shared/notes/gpu_anchors.md (scripts/gpu_summary.py). Budget < 8 min on one H100/H200: each step has a hard
+# docs/results/gpu_anchors.md (scripts/gpu_summary.py). Budget < 8 min on one H100/H200: each step has a hard
 # limit (gpu-test 150 s, sinkhorn 180 s, train_throughput 120 s, hear_overhead 60 s), so a slow step costs its limit
 # and the table still prints. Logs: $GPU_CHECK_LOGS, else $OUT/gpu_check (the device machine), else runs/gpu_check.
 #   bash scripts/gpu_check.sh                      # PY=python3 bash scripts/gpu_check.sh where .venv is absent

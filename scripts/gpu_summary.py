@@ -1,4 +1,4 @@
-"""Summary table of scripts/gpu_check.sh's logs against the anchors in ../shared/notes/gpu_anchors.md (H100 80GB,
+"""Summary table of scripts/gpu_check.sh's logs against the anchors in docs/results/gpu_anchors.md (H100 80GB,
 2026-11-23) and the issues' targets. Reads LOGDIR/{gpu_test,sinkhorn,train_throughput,hear_overhead}.{log,rc,seconds}.
 
     python scripts/gpu_summary.py LOGDIR

@@ -2,8 +2,8 @@
 # Rebuild the real-audio dev tasks (HEAR scene tasks and one event task, heareval --tasks-dir OUT) from their public
 # sources.
 #   scripts/make_dev_tasks.sh OUT [TASK ...]      (default: all tasks; OUT/READY lists the finished ones)
-# Sources (pinned commits) come from $MIRROR/<owner>+<name>/repo bare git dirs when present, else are cloned from
-# GitHub into OUT/sources. Never commit the audio. Keep these sources out of any pretraining corpus.
+# Sources (pinned commits) come from $MIRROR/<owner>+<name>/repo bare git dirs when MIRROR is set and they exist,
+# else are cloned from GitHub into OUT/sources. Never commit the audio. Keep these sources out of any pretraining corpus.
 set -euo pipefail
 OUT=${1:?usage: make_dev_tasks.sh OUT [TASK ...]}
 shift
@@ -12,10 +12,10 @@ TASKS=("$@")
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python}
 HEAR_SELA=${HEAR_SELA:-hear-sela}
-MIRROR=${MIRROR:-/work/.mirror}
+MIRROR=${MIRROR:-}  # optional: a folder of bare git mirrors, <owner>+<name>/repo
 mkdir -p "$OUT/sources" "$OUT/labels"
 
-# repo commit (pinned: the versions the README's numbers were measured on)
+# repo commit (pinned: the versions the numbers in docs/results/ were measured on)
 declare -A COMMIT=(
   [vinsis/speech-commands-recognition]=53317d51bc2c75de6118ede48b0da06a412a1341
   [tmrsgv/interactive-sound-keyboard]=6417ff3b3da1a44182751bcc87c2d7550c8468b3
@@ -26,8 +26,8 @@ source_dir() {  # owner/name -> extracted tree at the pinned commit
   local repo=$1 dest="$OUT/sources/${1/\//+}"
   if [ ! -f "$dest/.extracted" ]; then
     rm -rf "$dest" && mkdir -p "$dest"
-    local git_dir="$MIRROR/${repo/\//+}/repo"
-    if [ ! -d "$git_dir" ]; then
+    local git_dir="${MIRROR:+$MIRROR/${repo/\//+}/repo}"
+    if [ -z "$git_dir" ] || [ ! -d "$git_dir" ]; then
       git clone --quiet --bare "https://github.com/$repo" "$dest.git"
       git_dir="$dest.git"
     fi
