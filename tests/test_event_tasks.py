@@ -64,6 +64,7 @@ def test_onsets_are_where_the_sounds_were_placed(sounds, tmp_path):
     assert checked >= 10
 
 
+@pytest.mark.integration  # heareval reads the layout
 def test_layout_read_by_heareval_and_no_sound_in_two_splits(sounds, tmp_path):
     """heareval's split logic, vocabulary reader and its own scorers (by the task's metric names) on the labels."""
     from heareval.predictions.task_predictions import get_splits_from_metadata, label_vocab_nlabels

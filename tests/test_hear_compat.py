@@ -29,6 +29,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- 1. triton after tensorflow
 
 
+@pytest.mark.integration  # imports heareval's runner
 @needs_tf_and_triton
 def test_heareval_import_order_works(resnet18_checkpoint):
     """heareval's order: tensorflow, torch, then our module, whose encoders import timm -> torch._dynamo -> triton."""
@@ -43,6 +44,7 @@ def test_heareval_import_order_works(resnet18_checkpoint):
     assert "torch.Size([1, 512])" in proc.stdout
 
 
+@pytest.mark.integration  # imports tensorflow
 @needs_tf_and_triton
 def test_triton_after_tensorflow_still_crashes_without_the_fix():
     """When this fails, tensorflow and triton coexist again: drop load_triton_beside_tensorflow."""

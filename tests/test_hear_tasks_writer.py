@@ -77,6 +77,7 @@ def _clips(task: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.integration  # heareval reads the layout
 def test_kfold_layout_read_by_heareval(folder, tmp_path):
     root, csv_path = folder
     task = write_scene_task(root, csv_path, tmp_path / "tasks", name="kw", group_by="speaker", folds=4)

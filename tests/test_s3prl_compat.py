@@ -90,6 +90,7 @@ def shimmed():
         yield apply_shims()
 
 
+@pytest.mark.integration  # a fresh process probes s3prl's stack (tensorflow, triton)
 def test_needed_shims_on_this_stack_are_the_documented_ones():
     """In a fresh process (nothing imported yet), the shims found needed are exactly those the versions call for;
     an upgrade that makes one unnecessary, or a new break, changes the set."""
@@ -101,6 +102,7 @@ def test_needed_shims_on_this_stack_are_the_documented_ones():
     assert needed == expected_shims()
 
 
+@pytest.mark.integration  # imports tensorflow
 def test_tensorflow_then_triton_still_crashes():
     """Why "load triton before tensorflow" exists: when this stops crashing, the shim can go."""
     if not (_installed("triton") and _installed("tensorflow")):
@@ -148,6 +150,7 @@ def test_sox_effects_stand_in_does_what_s3prl_asks(shimmed, tmp_path):
         apply_effects_file(str(path), [["reverb", "50"]])
 
 
+@pytest.mark.integration  # imports s3prl
 def test_speech_commands_loader_reads_through_the_shim(shimmed, tmp_path):
     """s3prl's own speech_commands test-set loader, which imports torchaudio.sox_effects at module level."""
     from s3prl.downstream.speech_commands.dataset import SpeechCommandsTestingDataset

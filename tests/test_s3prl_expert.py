@@ -136,6 +136,7 @@ def test_states_are_the_frontend_and_encoder_outputs(upstream):
     torch.testing.assert_close(hs[0][0, :, :n_mels], mel_frames, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.integration  # imports s3prl
 def test_s3prl_featurizer_accepts_the_upstream(upstream, wavs):
     """s3prl's own Featurizer (run_downstream's): its 1 s probe, rate check, weighted sum and per-clip slicing."""
     from s3prl.upstream.interfaces import Featurizer

@@ -370,6 +370,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.distributed
+@pytest.mark.integration
 def test_two_gloo_ranks_equal_one_process(tmp_path):
     path = str(tmp_path / "rank0.pt")
     mp.spawn(_dist_worker, args=(2, _free_port(), path), nprocs=2, join=True)

@@ -17,7 +17,7 @@ from train_fixtures import one_label_update, tiny_config  # noqa: E402
 FIXTURES = Path(__file__).with_name("train_fixtures.py")
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.integration]  # gloo process groups
 
 
 def free_port() -> int:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # builds and installs the wheel, runs hear-validator on it
+
 REPO = Path(__file__).resolve().parents[1]
 
 
