@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
 
 DESCRIPTION = ("Self-labeling (SeLa) and BYOL-A audio representation learning: train, analyse, export and evaluate "
                "encoders for the HEAR 2021 benchmark and s3prl.")
-EPILOG = "Run `hear-sela COMMAND --help` for a command's arguments; README.md documents each command."
+EPILOG = "Run `hear-sela COMMAND --help` for a command's arguments; the manual in docs/ documents each command."
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:

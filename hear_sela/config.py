@@ -323,7 +323,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"unknown config key '{key}' (valid keys here: {', '.join(sorted(names))})")
     kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    for f in dataclasses.fields(cls):  # `data.root=~/audio` as the README writes it: the shell leaves that ~ alone
+    for f in dataclasses.fields(cls):  # `data.root=~/audio` as the docs write it: the shell leaves that ~ alone
         if f.metadata.get("path") and isinstance(kwargs.get(f.name), str):
             kwargs[f.name] = os.path.expanduser(kwargs[f.name])
     return cls(**kwargs)

@@ -9,10 +9,10 @@ embeddings are computed exactly as during the label update.
   structural probe), so each chunk's kept frames equal the frames of one pass over the whole clip; the head then
   pools all frames of the clip at once (audiontt's max + mean is over every frame of the clip, never per chunk).
   Chunking therefore changes nothing but memory (up to float rounding).
-- Timestamp embedding at t (`timestamp_mode`, default "frames", chosen from the measurements in README "Timestamp
-  modes"): "frames" = the encoder's frame features of that single chunked pass over the clip, interpolated at t
-  (hear_frames.py); "frames_context" appends the head's pooling of the frames around t; "windows" = the clip
-  embedding of a `window_ms` window (default: the training input, i.e. the crop, or the whole segment when
+- Timestamp embedding at t (`timestamp_mode`, default "frames", chosen from the measurements in
+  docs/results/timestamp_modes.md): "frames" = the encoder's frame features of that single chunked pass over the clip,
+  interpolated at t (hear_frames.py); "frames_context" appends the head's pooling of the frames around t; "windows" =
+  the clip embedding of a `window_ms` window (default: the training input, i.e. the crop, or the whole segment when
   augment.crop_frames=0) centred on t, silence outside the clip (each second encoded ~19 times, onsets blur);
   "short_windows" = the same with `short_window_ms` windows.
 - Timestamps are window centres in ms, t_i = i * hop_ms (computed per index, not accumulated), for
@@ -46,7 +46,7 @@ HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 DEFAULT_WEIGHTS = "default.safetensors"  # in hear_sela/assets/
 
 
-# How a timestamp embedding is computed (README "Timestamp modes" has the measurements behind the default):
+# How a timestamp embedding is computed (docs/results/timestamp_modes.md has the measurements behind the default):
 #   windows         the clip embedding of a window_ms window centred on t (default: the training crop)
 #   short_windows   the same with short_window_ms windows
 #   frames          the encoder's own frame features over the whole clip (one chunked pass), interpolated at t
@@ -59,7 +59,7 @@ class HearOptions:
     """Options accepted by `load_model(..., **options)` (heareval: `--model-options '{"hop_ms": 25}'`)."""
 
     hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
-    timestamp_mode: str = "frames"  # one of TIMESTAMP_MODES; default from README "Timestamp modes"
+    timestamp_mode: str = "frames"  # one of TIMESTAMP_MODES; default from docs/results/timestamp_modes.md
     window_ms: float | None = None  # windows: the window; None = the training input (crop, or the whole segment)
     short_window_ms: float = 320.0  # short_windows: the window (4 audiontt frames)
     context_ms: float | None = None  # frames_context: the pooled span; None = the training input

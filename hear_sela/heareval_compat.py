@@ -1,6 +1,6 @@
 """The smallest layer that lets heareval 2021.1.3 and hearvalidator run on today's stack. Nothing is edited or shadowed.
 
-What breaks, and what this module does about it (README "Use with HEAR"; each piece has a test in
+What breaks, and what this module does about it (docs/hear.md, "The compatibility layer"; each piece has a test in
 tests/test_hear_compat.py that fails when it stops working, and one that fails when it stops being needed):
 
 1. Segfault on CPU and GPU: heareval's runners and hearvalidator import tensorflow before the module under test.

@@ -50,7 +50,7 @@ def _repeated_names_folder(root, words=("yes", "no", "up"), clips=4):
 
 def test_labels_csv_matches_the_relative_path_not_the_file_name(tmp_path, caplog):
     records = _repeated_names_folder(tmp_path / "data")
-    csv = tmp_path / "labels.csv"  # as the README says: fname relative to data.root; here with extension
+    csv = tmp_path / "labels.csv"  # as docs/data.md says: fname relative to data.root; here with extension
     csv.write_text("fname,labels\n" + "".join(f"{r.clip_id}.wav,{r.clip_id.split('/')[0]}\n" for r in records))
     table = read_labels_table(csv).labels
     words = [r.clip_id.split("/")[0] for r in records]

@@ -1,9 +1,9 @@
 """Bad or unusual input to the HEAR API: each case gives a clear error or a correct result.
 
-Decisions (README "Use with HEAR"): audio must be a 2-D (n_sounds, n_samples) floating tensor; float32 is the HEAR
-type, other float dtypes (float64, float16) are cast to float32; integer PCM, other ranks, NaN/inf and zero-length
-clips raise ValueError; an empty batch returns empty embeddings; clips shorter than the encoder's input are padded
-with silence.
+Decisions (docs/hear.md, "What it computes"): audio must be a 2-D (n_sounds, n_samples) floating tensor; float32 is the
+HEAR type, other float dtypes (float64, float16) are cast to float32; integer PCM, other ranks, NaN/inf and zero-length
+clips raise ValueError; an empty batch returns empty embeddings; clips shorter than the encoder's input are padded with
+silence.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 python -m heareval.predictions.runner E/hear_sela/* --grid fast
         --grid-points 1 --gpus null
 
-with the embedded default weights. Margins over chance (stated in README "Use with HEAR"):
+with the embedded default weights. Margins over chance (stated in docs/hear.md, "Tests and what they show"):
 top-1 > 1/classes + 0.25; mAP > mean label prevalence + 0.15 (a random ranking's expected AP is the prevalence);
 onset F-measure > 0.2 (an all-empty prediction scores 0).
 """

@@ -256,8 +256,7 @@ def write_report(out_dir: Path, inputs: AnalysisInputs, table: pd.DataFrame, clu
         "tag_mi: the audio SeLa code's MI between one-hot clusters and multi-hot tags over log2(K). "
         "ml_purity: a clip is correct if its cluster's majority label is among its labels. onmi: overlapping NMI "
         "(McDaid et al. 2011, NMI_max). Baselines: k-means with the same K on the named clip features, and a "
-        "random labeling with the report head's cluster sizes. Docs: hear_sela's README, section 'The demo, analysis "
-        "and evaluation'.", ""]
+        "random labeling with the report head's cluster sizes. Docs: hear_sela's docs/analysis.md.", ""]
     lines += ["### What the scores say", "", *interpret(table, inputs.n_clusters, random_name(head)), ""]
     for ref, part in table.groupby("reference", sort=False):
         cols = [c for c in part.columns if c != "reference" and part[c].notna().any()]

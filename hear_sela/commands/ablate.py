@@ -2,8 +2,8 @@
 train every ablation variant of DIR for every seed and write one table (OUT/ablation.md and .csv).
 
 A variant is a YAML file DIR/<name>.yaml holding a mapping of dotted overrides (`sela.confidence_alpha: 0.5`, the
-keys as on the command line; an empty mapping is the base recipe itself), applied on top of --base (README,
-"Ablations"; the variants shipped: recipes/ablations/overrides/). A relative path value of a path setting (e.g.
+keys as on the command line; an empty mapping is the base recipe itself), applied on top of --base (docs/evaluation.md,
+"hear-sela ablate"; the variants shipped: recipes/ablations/overrides/). A relative path value of a path setting (e.g.
 `sela.marginals: prior.npy`) is read relative to the variant file when that file exists there. Overrides, later
 winning: the base recipe <- the shared data folders (OUT/cache, and OUT/corpus for the synth source, unless the
 recipe or --set names them) <- the variant <- --set (so a smaller scale, e.g. `--set train.epochs=2`, reaches every

@@ -1,7 +1,7 @@
 """hear-sela analyze CKPT --out DIR: a SeLa checkpoint's emergent classes against reference labels.
 
 Writes DIR/report.md (tables and plots), metrics.csv, clusters.csv, label_best_cluster.csv, labels.csv (every
-segment and head), clip_labels.csv, summary.json and the PNG plots. See README.md, "The demo, analysis and evaluation".
+segment and head), clip_labels.csv, summary.json and the PNG plots. See docs/analysis.md.
 """
 
 from __future__ import annotations

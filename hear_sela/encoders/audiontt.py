@@ -8,7 +8,7 @@ AudioNTT2022 (v2, v2/byol_a2/models.py; Niizumi et al., TASLP 2023): 2 conv bloc
 mel positions, and each frame's output is that map *stacked with* the MLP's output: d = C * F/4 + MLP width. The
 stacked conv part is why v2 keeps pitch: the MLP, trained by any clip-level objective, learns what clips of one
 source share and drops where on the frequency axis a note sits (measured on the real corpus: SeLa's final features
-score 0.24 on the pitch dev task, the same run's pooled second conv map 0.72; README "Real sound").
+score 0.24 on the pitch dev task, the same run's pooled second conv map 0.72; docs/results/real_sound.md).
 """
 
 from __future__ import annotations
