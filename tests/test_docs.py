@@ -29,8 +29,8 @@ MACHINE_PATHS = [re.compile((_START + p).encode()) for p in (
     "/" + r"home/[A-Za-z0-9_.-]+/",   # a user's home on Linux
     "/" + "root/",                    # root's home
     "/" + r"Users/[A-Za-z0-9_.-]+/",  # a user's home on macOS
-    "C:" + r"\\\\Users\\\\",          # ... and on Windows, as a string literal writes it (C:\\Users\\)
-    "C:" + r"\\Users\\",                  # ... or as a path (C:\Users\)
+    "C:" + r"\\\\Users\\\\",          # ... and on Windows, as a string literal writes it (doubled backslashes)
+    "C:" + r"\\Users\\",                  # ... or as a path (single backslashes)
 )]
 
 _ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
