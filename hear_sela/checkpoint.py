@@ -121,9 +121,15 @@ def export_untrained(src: str | Path, out: str | Path) -> Path:
         cfg = config_from_dict(config_dict, source=str(src))
     except ConfigError as e:
         raise CheckpointError(f"{src}: its stored config does not match this version of hear_sela ({e})") from None
+    return write_untrained_export(cfg, out)
+
+
+def write_untrained_export(cfg: Config, out: str | Path) -> Path:
+    """An export of the encoder `initial_encoder(cfg)` builds, with `cfg` (its frontend should carry the
+    normalisation statistics of the run's data). The caller's RNG state is left alone."""
     with torch.random.fork_rng(devices=[]):
         encoder = initial_encoder(cfg)
-    return _write_export({k: v.detach() for k, v in encoder.state_dict().items()}, config_dict, out)
+    return _write_export({k: v.detach() for k, v in encoder.state_dict().items()}, config_to_dict(cfg), out)
 
 
 def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, Any], out: str | Path,

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "build a dataset's feature cache (decode, resample, segment, log-mel)",
     "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
     "recipes": "list the packaged recipes (usable by name: hear-sela train demo) and the setting each reproduces",
+    "curves": "plot training runs' online-evaluation dev scores against step and CPU hours: ... RUN [RUN ...]",
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
     "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",
@@ -84,12 +85,13 @@ def expected_error(e: BaseException) -> bool:
     from hear_sela.config import ConfigError
     from hear_sela.data.audio import AudioError
     from hear_sela.data.cache import CacheError
+    from hear_sela.data.records import DataError
     from hear_sela.fileio import DiskFullError
     from hear_sela.training.loop import NonFiniteLossError
     from hear_sela.training.state import ResumeError
 
     return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError
-                      | DiskFullError)
+                      | DiskFullError | DataError)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hear_sela.config import Config, ConfigError
 from hear_sela.fileio import read_json, write_json
 
 log = logging.getLogger("hear_sela.evaluate")
@@ -70,12 +71,20 @@ class ModuleSpec:
     options: str | None = None  # heareval's --model-options: a JSON object of load_model keywords, canonical form
 
 
+UNTRAINED = "untrained"  # `untrained:CKPT_OR_RECIPE`: the run's own initialisation, the floor it must beat
+
+
 def parse_module_spec(text: str) -> ModuleSpec:
-    """`[ALIAS=]MODULE[:CKPT]` -> ModuleSpec (alias and objective filled in later by `resolve_specs`)."""
+    """`[ALIAS=]MODULE[:CKPT]` -> ModuleSpec (alias and objective filled in later by `resolve_specs`).
+    `untrained:CKPT_OR_RECIPE` is hear_sela on the untrained initialisation of that run (`untrained_export`)."""
     alias = None
     if "=" in text.split(":", 1)[0]:
         alias, text = text.split("=", 1)
     module, _, ckpt = text.partition(":")
+    if module == UNTRAINED:
+        if not ckpt:
+            raise ValueError(f"--module {text!r}: want untrained:CHECKPOINT (or an export, or a recipe)")
+        return ModuleSpec(alias=alias or f"{UNTRAINED}:{Path(ckpt).stem}", module=UNTRAINED, checkpoint=ckpt)
     if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
         raise ValueError(f"--module {text!r}: {module!r} is not an importable module name")
     if ckpt and not Path(ckpt).exists():
@@ -102,6 +111,39 @@ def with_model_options(specs: Sequence[ModuleSpec], options: Sequence[str]) -> l
     if unknown:
         raise ValueError(f"--model-options for {unknown}: no --module of that alias (name it ALIAS=MODULE)")
     return [replace(s, options=by_alias.get(s.alias, s.options)) for s in specs]
+
+
+def untrained_export(spec: ModuleSpec, folder: Path) -> ModuleSpec:
+    """An `untrained:` spec made concrete: an export of the run's initialisation (same config and seed, so the same
+    encoder, frontend and normalisation statistics, random weights) written into `folder`, evaluated as hear_sela.
+    A recipe (a .yaml path or a packaged recipe's name) takes its statistics from its feature cache. Other specs
+    pass through."""
+    if spec.module != UNTRAINED:
+        return spec
+    from hear_sela.checkpoint import export_untrained, write_untrained_export
+
+    src = str(spec.checkpoint)
+    out = folder / f"{_slug(spec.alias)}.safetensors"
+    folder.mkdir(parents=True, exist_ok=True)
+    if Path(src).suffix in (".yaml", ".yml") or not Path(src).exists():
+        write_untrained_export(_recipe_with_statistics(src), out)
+    else:
+        export_untrained(src, out)
+    return replace(spec, module="hear_sela", checkpoint=str(out))
+
+
+def _recipe_with_statistics(recipe: str) -> Config:
+    """A recipe's config with its feature cache's normalisation statistics (what training would use)."""
+    from hear_sela.config import load_config
+    from hear_sela.data.cache import MANIFEST, FeatureCache
+    from hear_sela.data.prepare import cache_dir_of
+
+    cfg = load_config(recipe)
+    cache_dir = cache_dir_of(cfg)
+    if not (cache_dir / MANIFEST).is_file():
+        raise ConfigError(f"untrained:{recipe}: no feature cache at {cache_dir} for its normalisation statistics; "
+                          f"build it first (hear-sela prepare {recipe}) or give a checkpoint of the run")
+    return replace(cfg, frontend=FeatureCache.open(cache_dir).frontend)
 
 
 def _slug(text: str) -> str:
@@ -244,7 +286,7 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
     tasks_dir, out_dir = Path(tasks_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = list(tasks) if tasks else list_tasks(tasks_dir)
-    specs = resolve_specs(specs)
+    specs = resolve_specs([untrained_export(s, out_dir / "untrained") for s in specs])
     state_path = out_dir / STATE_FILE
     state = _load_state(state_path)
     env = dict(os.environ)

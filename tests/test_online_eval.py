@@ -89,6 +89,24 @@ def test_untrained_export_is_the_init_training_starts_from(tmp_path):
     for k, v in fresh.items():
         assert torch.equal(init[k], v), k
     assert any(not torch.equal(init[k], trained[k]) for k in init)  # and not the trained weights
+    # `hear-sela evaluate --module untrained:CKPT` evaluates exactly that export, as hear_sela
+    from hear_sela.evaluate import parse_module_spec, untrained_export
+
+    spec = untrained_export(parse_module_spec(f"untrained:{tmp_path / 'run' / 'final.pt'}"), tmp_path / "u")
+    assert spec.module == "hear_sela" and spec.alias == "untrained:final"
+    bundle = load_encoder_bundle(spec.checkpoint)
+    assert all(torch.equal(bundle.encoder.state_dict()[k], v) for k, v in fresh.items())
+    assert bundle.config.frontend.norm_mean == load_checkpoint(tmp_path / "run" / "final.pt")["config"][
+        "frontend"]["norm_mean"]  # the run's normalisation statistics, not the recipe's defaults
+
+
+def test_untrained_recipe_without_a_feature_cache_is_refused(tmp_path):
+    from hear_sela.evaluate import parse_module_spec, untrained_export
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{cache_dir: {tmp_path / 'nocache'}}}\n")
+    with pytest.raises(ConfigError, match="no feature cache"):
+        untrained_export(parse_module_spec(f"untrained:{recipe}"), tmp_path / "u")
 
 
 def test_online_evaluation_leaves_training_bitwise_unchanged(tmp_path, tasks_dir):
@@ -162,3 +180,31 @@ def test_probe_scores_follow_the_folds():
     shuffled = SceneTaskClips("t", task.audio, rng.permutation(labels), task.splits, task.split_names,
                               task.split_mode, task.classes)
     assert all(v < 0.6 for v in probe_task(emb, shuffled, ["knn", "logreg"]).values())
+
+
+def test_curves_read_every_eval_record_and_summarise_against_the_init(tmp_path, capsys):
+    from hear_sela.analysis.curves import read_curves
+    from hear_sela.cli import main as cli_main
+
+    run = tmp_path / "runA"
+    run.mkdir()
+    records = [{"kind": "train", "step": 0, "loss": 1.0},
+               {"kind": "eval", "step": 0, "a/logreg": 0.5, "a/knn": 0.4, "mean/logreg": 0.5, "mean/knn": 0.4,
+                "seconds": 1.0, "cpu_seconds": 0.0},
+               {"kind": "eval", "step": 10, "a/logreg": 0.7, "a/knn": 0.45, "mean/logreg": 0.7, "mean/knn": 0.45,
+                "seconds": 1.0, "cpu_seconds": 3600.0},
+               {"kind": "eval", "step": 20, "a/logreg": 0.6, "a/knn": 0.5, "mean/logreg": 0.6, "mean/knn": 0.5,
+                "seconds": 1.0, "cpu_seconds": 7200.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = read_curves(run)
+    assert len(curves) == 12 and set(curves.probe) == {"logreg", "knn"} and set(curves.task) == {"a", "mean"}
+    assert curves[curves.step == 10].cpu_hours.unique().tolist() == [1.0]
+    out = tmp_path / "fig" / "curves.png"
+    assert cli_main(["curves", f"A={run}", str(run / "metrics.jsonl"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "A: mean logreg init 0.500, best 0.700 at step 10 (+0.200), last 0.600 at step 20" in printed
+    assert out.stat().st_size > 10_000 and out.with_suffix(".csv").is_file()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
+    assert cli_main(["curves", str(tmp_path / "empty"), "--out", str(out)]) == 1  # one line: no eval records
+    assert "no online evaluation records" in capsys.readouterr().err
