@@ -132,6 +132,11 @@ def write_untrained_export(cfg: Config, out: str | Path) -> Path:
     return _write_export({k: v.detach() for k, v in encoder.state_dict().items()}, config_to_dict(cfg), out)
 
 
+def export_encoder_weights(cfg: Config, encoder: nn.Module, out: str | Path) -> Path:
+    """An encoder-only export of a live encoder (e.g. a training snapshot) with `cfg`, float32."""
+    return _write_export(encoder_checkpoint_state(cfg, encoder)["encoder"], config_to_dict(cfg), out)
+
+
 def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, Any], out: str | Path,
                   half: bool = False) -> Path:
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in bundle_state.items()}

@@ -235,6 +235,7 @@ class OnlineEvalConfig:
     probes: list[Literal["knn", "logreg"]] = field(default_factory=lambda: ["knn", "logreg"])
     knn_k: int = 10  # neighbours (cosine) of the kNN probe
     logreg_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (on standardised embeddings)
+    keep_exports: bool = False  # also write the encoder at each evaluated step (<out_dir>/steps/stepNNNNNNN.pt)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 # evaluation (frozen-encoder kNN and logistic-regression probes on the dev tasks, docs/training.md) at step 0,
 # every 1000 steps and at the end. SeLa: 80 epochs (the recipe's 8 x 10), 20 label updates spread as the recipe's
 # first ones and then every 4-8 epochs; BYOL-A: 40 epochs, the same CPU time (a BYOL-A step costs ~2x a SeLa step
-# on the CPU). Checkpoints every 200 steps; rerunning the same command resumes (train.resume=auto).
+# on the CPU). Checkpoints every 200 steps, the encoder kept at each evaluated step (OUT/steps/); rerunning the
+# same command resumes (train.resume=auto).
 #   bash scripts/long_run.sh sela|byola CORPUS DEV_TASKS OUT [key=value ...]
 #   hear-sela curves OUT --out OUT/curves.png
 set -euo pipefail
@@ -18,4 +19,4 @@ case $KIND in
   *) echo "$0: sela or byola, not $KIND" >&2; exit 2 ;;
 esac
 exec "$PY" -m hear_sela.cli train "${ARGS[@]}" data.root="$CORPUS" train.out_dir="$OUT" train.resume=auto \
-  train.ckpt_every_steps=200 online_eval.tasks_dir="$DEV" online_eval.every_steps=1000 "$@"
+  train.ckpt_every_steps=200 online_eval.tasks_dir="$DEV" online_eval.every_steps=1000 online_eval.keep_exports=true "$@"

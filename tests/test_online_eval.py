@@ -20,7 +20,7 @@ from hear_sela.config import ConfigError
 from hear_sela.data.hear_task_read import read_scene_task
 from hear_sela.data.hear_tasks import write_hear_tasks
 from hear_sela.training.loop import train
-from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings
+from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings, snapshot_path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fixtures import tiny_cache, tiny_config  # noqa: E402
@@ -60,7 +60,8 @@ def single_thread_train(cfg) -> None:
 def test_curve_starts_at_the_untrained_init_and_ends_at_the_final_weights(tmp_path, tasks_dir):
     run = tmp_path / "run"
     cfg = tiny_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir), "online_eval.every_steps": 4,
-                                      "online_eval.max_clips": 24, "train.epochs": 3})
+                                      "online_eval.max_clips": 24, "train.epochs": 3,
+                                      "online_eval.keep_exports": True})
     single_thread_train(cfg)
     records = eval_records(run)
     assert [r["step"] for r in records] == [0, 4, 8, 12]  # 3 epochs x 4 steps; the end (12) falls on the grid
@@ -69,7 +70,10 @@ def test_curve_starts_at_the_untrained_init_and_ends_at_the_final_weights(tmp_pa
     init = export_untrained(run / "final.pt", tmp_path / "init.pt")
     first = offline_scores(init, tasks_dir, 24)
     last = offline_scores(run / "final.pt", tasks_dir, 24)
+    kept = offline_scores(snapshot_path(run, 4), tasks_dir, 24)  # the weights behind a middle point
+    assert sorted(p.name for p in (run / "steps").iterdir()) == [f"step{s:07d}.pt" for s in (0, 4, 8, 12)]
     for probe in ("knn", "logreg"):
+        assert records[1][f"{TASK}/{probe}"] == pytest.approx(kept[probe], abs=1e-12)
         assert records[0][f"{TASK}/{probe}"] == pytest.approx(first[probe], abs=1e-12)
         assert records[-1][f"{TASK}/{probe}"] == pytest.approx(last[probe], abs=1e-12)
         assert records[0][f"mean/{probe}"] == records[0][f"{TASK}/{probe}"]  # one task: its mean is itself

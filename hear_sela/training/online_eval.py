@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from hear_sela import distributed as dist
-from hear_sela.checkpoint import EncoderBundle
+from hear_sela.checkpoint import EncoderBundle, export_encoder_weights
 from hear_sela.config import Config, ConfigError, OnlineEvalConfig
 from hear_sela.data.hear_task_read import SceneTaskClips, is_scene_multiclass, read_scene_task
 
@@ -102,6 +102,11 @@ def rng_preserved() -> Iterator[None]:
             torch.cuda.set_rng_state_all(states[3])
 
 
+def snapshot_path(out_dir: Path, step: int) -> Path:
+    """Where `online_eval.keep_exports` writes the encoder evaluated at `step`."""
+    return out_dir / "steps" / f"step{step:07d}.pt"
+
+
 def hear_model(encoder: nn.Module, cfg: Config, objective: str) -> nn.Module:
     """The HEAR module over the training encoder (shared, not copied) with the run's frontend."""
     from hear_sela.hear import HearOptions, HearSelaModel
@@ -158,6 +163,8 @@ class OnlineEvaluator:
             return None
         record = self.evaluate(encoder, run_cfg)
         record["cpu_seconds"] = cpu_seconds  # the run's CPU time before this evaluation
+        if self.cfg.keep_exports:  # the weights behind each point of the curve, for a later look at any of them
+            export_encoder_weights(run_cfg, encoder, snapshot_path(Path(run_cfg.train.out_dir), step))
         write("eval", step, record)
         log.info("online evaluation at step %d: mean kNN %.3f, logreg %.3f (%.1f s)", step,
                  record.get("mean/knn", float("nan")), record.get("mean/logreg", float("nan")), record["seconds"])
