@@ -110,6 +110,9 @@ def test_installed_module_embeds_resolves_recipes_and_serves_s3prl(installed):
         assert scene.shape == (2, model.scene_embedding_size) and emb.shape[:2] == ts.shape
         from hear_sela import s3prl_compat
         assert s3prl_compat.upstream_dir() == target / "hear_sela/s3prl_upstream"
+        from hear_sela.s3prl_compat.__main__ import with_config_paths
+        assert with_config_paths(["-c", "speech_commands"])[1] == str(
+            target / "hear_sela/s3prl_upstream/configs/speech_commands.yaml")
         hub = s3prl_compat.prepare_hub()
         expert = hub.hear_sela()
         import sys
