@@ -119,6 +119,15 @@ def _train(recipe: Path, overrides: list[str], run_dir: Path) -> Path:
     return final
 
 
+def check_training_configs(recipe: Path, overrides: list[str], out: Path) -> None:
+    """Both trainings' configs, parsed and checked before torch is imported or any stage runs: a --set typo is
+    a ConfigError (one line) in a second, not after the corpus is written."""
+    from hear_sela.config import load_config
+
+    for objective in ("sela", "byol"):
+        load_config(recipe, [*overrides, f"train.objective={objective}", f"train.out_dir={out / objective}"])
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +136,12 @@ def main(args: argparse.Namespace) -> int:
     recipe = resolve_recipe(args.recipe).resolve() if args.recipe else default_recipe()
     grid = args.grid or ("faster" if args.quick else "fast")
     hear_size = args.hear_size or (30 if args.quick else 60)
+    overrides = _overrides(out, args)
+    check_training_configs(recipe, overrides, out)
     pin_threads(args.threads)
     settings = {"recipe": str(recipe), "quick": args.quick, "set": args.set, "grid": grid, "hear_size": hear_size,
                 "threads": args.threads}
     state = DemoState(out, settings)
-    overrides = _overrides(out, args)
     t_start = time.perf_counter()
 
     def stage(name: str, fn) -> dict:
