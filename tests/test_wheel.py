@@ -45,8 +45,9 @@ def installed(tmp_path_factory) -> dict:
     assert not tmp.resolve().is_relative_to(REPO), "the scratch folder must be outside the checkout"
     uv = _uv()
     dist = tmp / "dist"
-    _run([uv, "build", "--offline", "--no-build-isolation", "-p", sys.executable, "-o", str(dist), str(REPO)],
-         cwd=tmp)
+    build_log = _run([uv, "build", "--offline", "--no-build-isolation", "-p", sys.executable, "-o", str(dist),
+                      str(REPO)], cwd=tmp)
+    assert "Deprecat" not in build_log, build_log  # e.g. setuptools' `project.license` table (a 2027 deadline)
     wheel, = dist.glob("hear_sela-*.whl")
     sdist, = dist.glob("hear_sela-*.tar.gz")
     target = tmp / "target"
