@@ -107,3 +107,18 @@ def _quick_demo(tmp_path, capsys, cli) -> None:
     # a rerun skips every stage
     assert cli(["demo", "--out", str(out), "--quick"]) == 0
     assert json.loads((out / "demo_state.json").read_text()) == state
+
+
+def test_readme_gives_the_demo_one_time_with_machine_and_load():
+    """The demo section once read 9.7, 6.0 and 6.5 min for one command: one measured figure, with where and under
+    what load it was measured."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("### `hear-sela demo`: the main job")
+    section = readme[start:readme.index("\n### ", start + 1)]
+    times = re.findall(r"\d+(?:\.\d+)? min(?:utes)?\b", section)
+    assert times == ["6.0 min"], times
+    line = section[section.index("6.0 min"):].split("\n\n")[0]
+    assert "2-core CPU" in line and "idle" in line and "commit" in line
