@@ -77,21 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def expected_error(e: BaseException) -> bool:
-    """Failures a user causes and can fix (bad config, input, checkpoint, an existing run, a full disk): one line, no
-    traceback. Their messages name the problem, the file and the fix. Imported here, not at the top, to keep --help
-    fast."""
-    from hear_sela.checkpoint import CheckpointError
-    from hear_sela.config import ConfigError
-    from hear_sela.data.audio import AudioError
-    from hear_sela.data.cache import CacheError
-    from hear_sela.data.records import DataError
-    from hear_sela.fileio import DiskFullError
-    from hear_sela.training.loop import NonFiniteLossError
-    from hear_sela.training.state import ResumeError
+# The failures a user causes and can fix (bad config, input, checkpoint, an existing run, a full disk), as (module,
+# class): one line, no traceback. Their messages name the problem, the file and the fix.
+EXPECTED_ERRORS = (
+    ("hear_sela.checkpoint", "CheckpointError"), ("hear_sela.config", "ConfigError"),
+    ("hear_sela.data.audio", "AudioError"), ("hear_sela.data.cache", "CacheError"),
+    ("hear_sela.data.records", "DataError"),
+    ("hear_sela.fileio", "DiskFullError"), ("hear_sela.training.loop", "NonFiniteLossError"),
+    ("hear_sela.training.state", "ResumeError"),
+)
 
-    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError
-                      | DiskFullError | DataError)
+
+def expected_error(e: BaseException) -> bool:
+    """Whether `e` is one of EXPECTED_ERRORS. Only modules already imported are looked in: an error whose module was
+    never imported cannot have been raised, and importing them (torch, the training loop) would hold a config typo's
+    one line back by seconds."""
+    classes = tuple(c for module, name in EXPECTED_ERRORS
+                    if (c := getattr(sys.modules.get(module), name, None)) is not None)
+    return isinstance(e, classes)
 
 
 if __name__ == "__main__":

@@ -383,7 +383,8 @@ def recipe_data(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
         data, source = loaded, str(path)
     for text in overrides:
         data = merge_dicts(data, parse_override(text))
-        source = f"{source} + overrides"
+    if overrides:
+        source = f"{source} + overrides"  # once: an error names the key, which says which override it was
     return data, source
 
 

@@ -146,6 +146,40 @@ def _recipe_with_statistics(recipe: str) -> Config:
     return replace(cfg, frontend=FeatureCache.open(cache_dir).frontend)
 
 
+# Imports each module in a fresh interpreter and prints, per module, what stops heareval's embeddings runner from
+# using it (it imports the module and calls its load_model); an empty line for one that works.
+_IMPORT_PROBE = """
+import importlib, sys
+for name in sys.argv[1:]:
+    try:
+        problem = "" if hasattr(importlib.import_module(name), "load_model") else "no load_model: not a HEAR module"
+    except Exception as e:
+        problem = f"{type(e).__name__}: {e}"
+    print(problem.replace(chr(10), " "))
+"""
+
+
+def check_importable(modules: Sequence[str], env: dict[str, str] | None = None) -> None:
+    """Raise ValueError naming every module of `modules` that heareval's runners could not load, before any work.
+
+    The probe runs as the runners do: this interpreter, `env` (default: this process's), and a working folder
+    other than the current one (the runners run in OUT), so a module found only through the current folder fails
+    here as it would there."""
+    import tempfile
+
+    names = list(dict.fromkeys(modules))
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *names], env=env, cwd=cwd, capture_output=True,
+                              text=True, check=False)
+    problems = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(problems) != len(names):
+        raise ValueError(f"could not check the --module names {names}: {proc.stderr.strip()[-500:]}")
+    bad = [f"{name} ({problem})" for name, problem in zip(names, problems) if problem]
+    if bad:
+        raise ValueError(f"--module: {'; '.join(bad)}. Each module must import in {sys.executable} (pip install "
+                         "it, or put its folder on PYTHONPATH); hear_sela's own: hear_sela, hear_sela.baselines.logmel")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "module"
 

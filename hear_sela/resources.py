@@ -91,3 +91,27 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     except FileNotFoundError:
         names = "none found"
     raise FileNotFoundError(f"recipe not found: {name_or_path} (not a file; packaged recipes: {names})")
+
+
+S3PRL_CONFIGS = "configs"  # s3prl downstream configs vendored under the upstream folder
+
+
+def s3prl_configs() -> dict[str, Path]:
+    """The vendored s3prl downstream configs: name (`speech_commands`) -> file, in the checkout or the wheel."""
+    folder = s3prl_upstream_dir() / S3PRL_CONFIGS
+    return {p.stem: p for p in sorted(folder.glob(f"*{RECIPE_SUFFIX}"))}
+
+
+def resolve_s3prl_config(name_or_path: str) -> Path:
+    """run_downstream's `-c`: an existing file as given, else a vendored config by name (`speech_commands` or
+    `speech_commands.yaml`), so one command works in a checkout and from a pip install. FileNotFoundError naming
+    the vendored configs and their folder otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    configs = s3prl_configs()
+    if path.parent == Path(".") and path.suffix in ("", RECIPE_SUFFIX) and path.stem in configs:
+        return configs[path.stem]
+    folder = s3prl_upstream_dir() / S3PRL_CONFIGS
+    raise FileNotFoundError(f"-c {name_or_path}: not a file, nor a vendored config's name ({', '.join(configs)}; "
+                            f"installed in {folder})")

@@ -11,10 +11,25 @@ stamp="$VENV/.hear_sela_stamp"
 want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then exit 0; fi
 
+# Runs a command with its output held back, shown only when it fails: on success pip's per-package "Location ...
+# is ignored" lines (a find-links folder that does not exist here) and its running-as-root warning are noise.
+quietly() {
+  local log rc=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  if (( rc != 0 )); then
+    echo "bootstrap: failed ($rc): $*" >&2
+    cat "$log" >&2
+  fi
+  rm -f "$log"
+  return "$rc"
+}
+
 if command -v uv >/dev/null 2>&1; then UV=uv; else
   if [[ ! -x .tools/bin/uv ]]; then
     echo "bootstrap: installing uv into .tools/ with pip" >&2
-    "$PY" -m pip install -q --disable-pip-version-check --target .tools 'uv>=0.5,<1'
+    PIP_ROOT_USER_ACTION=ignore quietly "$PY" -m pip install -q --disable-pip-version-check --target .tools \
+      'uv>=0.5,<1'
   fi
   UV=.tools/bin/uv
 fi
@@ -24,8 +39,9 @@ for d in ${PIP_FIND_LINKS:-} /opt/wheels /opt/pypi-more/files ${HEAR_SELA_FIND_L
   [[ -d "$d" ]] && links+=(--find-links "$d")
 done
 start=$(date +%s)
-[[ -x "$VENV/bin/python" ]] || "$UV" venv -q -p "$PY" "$VENV"
-"$UV" pip install -q -p "$VENV/bin/python" --compile-bytecode "${links[@]}" \
+echo "bootstrap: installing hear_sela and its extras into $VENV with uv (minutes the first time)" >&2
+[[ -x "$VENV/bin/python" ]] || quietly "$UV" venv -q -p "$PY" "$VENV"
+quietly "$UV" pip install -q -p "$VENV/bin/python" --compile-bytecode "${links[@]}" \
   -c requirements/constraints.txt --override requirements/overrides.txt -e '.[hear,s3prl,analysis,separation,dev]'
 echo "$want" > "$stamp"
 echo "bootstrap: environment ready in $(( $(date +%s) - start )) s, $(du -sh "$VENV" | cut -f1) in $VENV" >&2

@@ -72,3 +72,54 @@ def test_analyze_other_data_uses_the_heads(tiny_run):
     assert "heads' argmax" in summary["source"]
     conf = pd.read_csv(out / "labels.csv")["confidence"]
     assert ((conf > 0) & (conf <= 1)).all() and conf.nunique() > 1  # softmax maxima, not the stored 0.9 / 1.0
+
+
+def _unlabelled_folder(cache, folder):
+    """A few of the corpus's WAVs in a folder with no labels CSV: data a user has no annotations for."""
+    import shutil
+
+    folder.mkdir()
+    for clip in cache.clips[:6]:
+        shutil.copy(clip.path, folder / f"{clip.clip_id.replace('/', '_')}.wav")
+    return folder
+
+
+def test_analyze_without_labels_reports_what_it_can(tiny_run, capsys, caplog):
+    root, cache = tiny_run
+    folder = _unlabelled_folder(cache, root / "unlabelled")
+    out = root / "unlabelled_analysis"
+    args = ["analyze", str(root / "final.pt"), "--out", str(out), "--data", "data.source=folder",
+            "--data", f"data.root={folder}", "--data", f"data.cache_dir={root / 'cache_unlabelled'}"]
+    with caplog.at_level("INFO"):
+        assert cli(args) == 0
+    printed = capsys.readouterr().out
+    assert "SeLa head 0" in printed and "report.md" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_labels"] is False and summary["clips"] == 6 and 0 <= summary["head_pair_nmi"] <= 1
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["method"]) == ["SeLa head 0", "SeLa head 1"] and (metrics["k_used"] >= 1).all()
+    for name in ("report.md", "cluster_sizes.png", "embedding_map.png", "clusters.csv", "labels.csv",
+                 "clip_labels.csv"):
+        assert (out / name).is_file(), name
+    hints = [r.getMessage() for r in caplog.records if "--labels CSV" in r.getMessage()]
+    assert len(hints) == 1, hints  # one line saying what labels would add
+    assert "--labels CSV" in (out / "report.md").read_text()
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "AudioSet classes" not in messages  # no "100% of the 0 reference labels ..."
+    assert "untrained encoder" not in messages  # baselines are scored against labels: not embedded without them
+
+
+def test_analyze_checks_the_labels_csv_before_embedding(tiny_run, caplog, monkeypatch):
+    from hear_sela.analysis import sources
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedded before the inputs were checked")
+
+    monkeypatch.setattr(sources, "segment_embeddings", no_embedding)
+    root, _ = tiny_run
+    args = ["analyze", str(root / "final.pt"), "--out", str(root / "never"), "--labels", str(root / "nope.csv")]
+    with caplog.at_level("ERROR"):
+        assert cli(args) == 1
+    assert "labels CSV not found" in caplog.text and "nope.csv" in caplog.text
+    with pytest.raises(ValueError, match="--head 7 out of range"):
+        cli(["analyze", str(root / "final.pt"), "--out", str(root / "never"), "--head", "7"])

@@ -2,6 +2,7 @@
 heareval's outputs (file names and score schema as heareval 2021.1.3 writes them)."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,34 @@ def test_batched_calls_fall_back_to_single_tasks(setup):
     t = table.set_index("task")
     assert np.isnan(t.loc["task_a", "byola"]) and t.loc["task_b", "byola"] == pytest.approx(0.65)
     assert t.loc["mean", "sela"] == pytest.approx(0.7)
+
+
+def test_every_module_is_checked_before_any_work(tmp_path, monkeypatch, caplog):
+    """A module that does not import (the README's old `--module hearbaseline` example) fails in seconds with one
+    line naming it, before heareval runs anything; so does one without load_model or with a broken dependency."""
+    from hear_sela.cli import main as cli
+    from hear_sela.commands import evaluate as command
+    from hear_sela.evaluate import check_importable
+
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "good_hear_mod.py").write_text("def load_model(model_file_path=''):\n    return None\n")
+    (mods / "broken_hear_mod.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mods), os.environ.get("PYTHONPATH", "")]))
+    check_importable(["good_hear_mod", "good_hear_mod"])
+    with pytest.raises(ValueError) as e:
+        check_importable(["good_hear_mod", "no_such_hear_mod", "broken_hear_mod", "json"])
+    msg = str(e.value)
+    assert "good_hear_mod" not in msg and "\n" not in msg
+    assert "no_such_hear_mod (ModuleNotFoundError: No module named 'no_such_hear_mod')" in msg
+    assert "broken_hear_mod (ModuleNotFoundError: No module named 'no_such_dependency_xyz')" in msg
+    assert "json (no load_model: not a HEAR module)" in msg
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluation started before the modules were checked")
+
+    monkeypatch.setattr(command, "evaluate_modules", no_work)
+    with caplog.at_level("ERROR"):
+        assert cli(["evaluate", "--tasks-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+                    "--module", "good_hear_mod", "--module", "hearbaseline"]) == 1
+    assert "hearbaseline (ModuleNotFoundError" in caplog.text

@@ -201,3 +201,31 @@ def test_validate_catches_a_broken_layout(folder, tmp_path):
 def test_hear_tasks_module_has_one_writer():
     """The synth tasks and user tasks share write_task (one place that writes the HEAR layout)."""
     assert hear_tasks.write_task.__module__ == "hear_sela.data.hear_tasks"
+
+
+def test_extensionless_names_as_prepare_and_analyze_match_them(folder, tmp_path):
+    """FSD50K's ground truth and the synth corpus's labels.csv name clips without extension ("bell/bell_0000");
+    `tasks` matches rows to files by the rule `prepare` and `analyze` use (records.clip_keys)."""
+    root, csv_path = folder
+    rows = _read_rows(csv_path)
+    for r in rows[1:]:
+        r[0] = r[0].removesuffix(".wav")  # yes/spk00_0
+    rows[2][0] += ".wav"  # one row with its extension: both forms in one CSV
+    bare = tmp_path / "bare.csv"
+    _write_rows(bare, rows)
+    task = write_scene_task(root, bare, tmp_path / "tasks", group_by="speaker", folds=3)
+    assert {c["fname"] for c in _clips(task)} == {r[0] for r in _read_rows(csv_path)[1:]}  # files, with extension
+    rows.append([rows[2][0].removesuffix(".wav"), "no", "spk01"])  # the same file as line 3, without extension
+    _write_rows(bare, rows)
+    with pytest.raises(DataError, match=r"duplicate row: '[a-z]+/spk\d\d_\d' already on line 3"):
+        write_scene_task(root, bare, tmp_path / "tasks2", group_by="speaker", folds=3)
+
+
+def test_synth_corpus_labels_csv_makes_a_task(tmp_path, capsys):
+    from hear_sela.data.synth import write_corpus
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, clips_per_class=3, clip_seconds=0.5, classes=["bell", "rain"], progress=False)
+    assert cli_main(["tasks", str(corpus), "--labels", str(corpus / "labels.csv"), "--out", str(tmp_path / "t"),
+                     "--folds", "3"]) == 0
+    assert "6 clips" in capsys.readouterr().out

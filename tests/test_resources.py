@@ -38,3 +38,23 @@ def test_every_recipe_states_what_it_reproduces(tmp_path):
 
 def test_s3prl_upstream_of_the_source_tree():
     assert s3prl_upstream_dir() == REPO / "upstream" / "hear_sela"
+
+
+def test_s3prl_configs_by_name_for_run_downstream(tmp_path, capsys):
+    """`-c speech_commands` names the vendored config wherever hear_sela is installed (the wheel test checks the
+    packaged copy); a path is kept as given; neither is one line naming the configs and their folder."""
+    from hear_sela.s3prl_compat.__main__ import main as launcher
+    from hear_sela.s3prl_compat.__main__ import with_config_paths
+
+    configs = REPO / "upstream" / "hear_sela" / "configs"
+    own = tmp_path / "mine.yaml"
+    own.write_text("downstream_expert: {}\n")
+    args = ["-m", "train", "-c", "speech_commands", "-d", "speech_commands", "-n", "x"]
+    assert with_config_paths(args) == [*args[:3], str(configs / "speech_commands.yaml"), *args[4:]]
+    assert with_config_paths(["--config=emotion.yaml"]) == [f"--config={configs / 'emotion.yaml'}"]
+    assert with_config_paths(["-c", str(own)]) == ["-c", str(own)]
+    assert launcher(["run_downstream", "-m", "train", "-c", "speech_comands"]) == 2
+    err = capsys.readouterr().err
+    assert "speech_comands" in err and "speech_commands" in err and str(configs) in err and len(err.splitlines()) == 1
+    assert launcher(["configs"]) == 0
+    assert f"voxceleb1  {configs / 'voxceleb1.yaml'}" in capsys.readouterr().out

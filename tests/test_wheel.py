@@ -47,8 +47,9 @@ def installed(tmp_path_factory) -> dict:
     assert not tmp.resolve().is_relative_to(REPO), "the scratch folder must be outside the checkout"
     uv = _uv()
     dist = tmp / "dist"
-    _run([uv, "build", "--offline", "--no-build-isolation", "-p", sys.executable, "-o", str(dist), str(REPO)],
-         cwd=tmp)
+    build_log = _run([uv, "build", "--offline", "--no-build-isolation", "-p", sys.executable, "-o", str(dist),
+                      str(REPO)], cwd=tmp)
+    assert "Deprecat" not in build_log, build_log  # e.g. setuptools' `project.license` table (a 2027 deadline)
     wheel, = dist.glob("hear_sela-*.whl")
     sdist, = dist.glob("hear_sela-*.tar.gz")
     target = tmp / "target"
@@ -112,6 +113,9 @@ def test_installed_module_embeds_resolves_recipes_and_serves_s3prl(installed):
         assert scene.shape == (2, model.scene_embedding_size) and emb.shape[:2] == ts.shape
         from hear_sela import s3prl_compat
         assert s3prl_compat.upstream_dir() == target / "hear_sela/s3prl_upstream"
+        from hear_sela.s3prl_compat.__main__ import with_config_paths
+        assert with_config_paths(["-c", "speech_commands"])[1] == str(
+            target / "hear_sela/s3prl_upstream/configs/speech_commands.yaml")
         hub = s3prl_compat.prepare_hub()
         expert = hub.hear_sela()
         import sys

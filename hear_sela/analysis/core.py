@@ -3,7 +3,8 @@
 Segments -> clips: reference annotations are per clip, so each head's segment labels are aggregated per clip by
 majority vote (ties: larger summed confidence, then lower cluster id); the clip's confidence is the mean confidence
 of the segments that carry the winning label. Clips without any reference label are left out of the metrics (they
-are still exported).
+are still exported). Without any reference label (`analyze_unlabelled`): each head's cluster sizes, how alike the
+heads cluster the clips, the 2-D map, the exports, and a line saying what labels would add.
 
 Baselines, computed on the same clips and scored by the same metrics:
 - k-means (sklearn, K = the heads' K, capped at the number of clips) on each given clip-embedding set, e.g. the
@@ -176,16 +177,15 @@ def analyze(inputs: AnalysisInputs, out_dir: str | Path, head: int | None = None
     n_heads, k = inputs.labels.shape[0], inputs.n_clusters
     clip_lab, clip_conf = clip_labels(inputs)  # (H, C)
     files = export_labels(inputs, clip_lab, clip_conf, out_dir)
+    if not any(inputs.clip_labels):
+        return analyze_unlabelled(inputs, out_dir, clip_lab, clip_conf, files, head, seed)
 
     levels = reference_levels(inputs)
-    if not any(levels["labels"]):
-        raise ValueError(f"{inputs.source}: no clip has a reference label; pass --labels CSV")
     heads = {f"SeLa head {i}": clip_lab[i] for i in range(n_heads)}
     leaf = score_table(heads, levels["labels"], k, "labels")
     primary = "nmi" if leaf["nmi"].notna().all() else "tag_mi"
+    check_head(head, n_heads)
     report_head = int(leaf[primary].to_numpy().argmax()) if head is None else head
-    if not 0 <= report_head < n_heads:
-        raise ValueError(f"--head {report_head} out of range: the checkpoint has {n_heads} heads")
 
     methods: dict[str, np.ndarray] = dict(heads)
     for name, feats in inputs.embeddings.items():
@@ -230,6 +230,70 @@ def analyze(inputs: AnalysisInputs, out_dir: str | Path, head: int | None = None
         if "does not beat" in line or "Warning" in line:
             log.warning("%s", line.strip().lstrip("- ").replace("**", "").replace("`", ""))
     return AnalysisResult(table, clusters, per_label, report_head, files)
+
+
+NO_LABELS_HINT = ("no clip has a reference label, so the heads are not scored: pass --labels CSV (an id column and "
+                  "'labels', as FSD50K's dev.csv) to add NMI/AMI/purity against them, k-means and random "
+                  "baselines and each cluster's labels")
+
+
+def check_head(head: int | None, n_heads: int) -> None:
+    if head is not None and not 0 <= head < n_heads:
+        raise ValueError(f"--head {head} out of range: the checkpoint has {n_heads} heads")
+
+
+def analyze_unlabelled(inputs: AnalysisInputs, out_dir: Path, clip_lab: np.ndarray, clip_conf: np.ndarray,
+                       files: dict[str, Path], head: int | None, seed: int) -> AnalysisResult:
+    """What `analyze` reports without reference labels: cluster sizes per head, how alike the heads cluster the
+    clips (mean pairwise NMI), the size plot, the 2-D map (by the report head's cluster and by another head's), the
+    label export, summary.json and report.md. clip_lab, clip_conf (H, C). The report head is `head` or head 0."""
+    from hear_sela.objectives.label_update import mean_pairwise_nmi
+
+    log.warning("%s", NO_LABELS_HINT)
+    n_heads, k, n_clips = clip_lab.shape[0], inputs.n_clusters, len(inputs.clip_ids)
+    check_head(head, n_heads)
+    report_head = 0 if head is None else head
+    sizes = [np.bincount(lab, minlength=k) for lab in clip_lab]  # H x (K,)
+    table = pd.DataFrame([{"method": f"SeLa head {i}", "reference": "none", "clips": n_clips, "labels": 0,
+                           "k_used": int((s > 0).sum()), "largest": int(s.max())} for i, s in enumerate(sizes)])
+    head_nmi = mean_pairwise_nmi(clip_lab)
+    table.to_csv(out_dir / "metrics.csv", index=False, float_format="%.6g")
+    files["metrics_csv"] = out_dir / "metrics.csv"
+    pred = clip_lab[report_head]
+    clusters = cluster_report(pred, np.zeros((n_clips, 0), dtype=bool), [], inputs.clip_ids,
+                              clip_conf[report_head], k)
+    clusters.to_csv(out_dir / "clusters.csv", index=False, float_format="%.4g")
+    files["sizes"] = plots.cluster_size_histogram(sizes[report_head], out_dir / "cluster_sizes.png")
+    map_name = inputs.map_embedding or next(iter(inputs.embeddings), None)
+    method = ""
+    if map_name is not None:
+        other = (report_head + 1) % n_heads
+        xy, method = plots.project_2d(inputs.embeddings[map_name], seed)
+        files["map"] = plots.embedding_map(xy, pred, [f"cluster {c}" for c in clip_lab[other]], method,
+                                           out_dir / "embedding_map.png", reference_name=f"head {other}'s cluster")
+    summary = {"source": inputs.source, "heads": n_heads, "clusters": k, "clips": n_clips,
+               "segments": int(inputs.labels.shape[1]), "report_head": report_head, "reference_labels": False,
+               "head_pair_nmi": head_nmi, "map": {"embedding": map_name, "method": method},
+               "dead_units": dead_units_of(inputs.embeddings), "metrics": json.loads(table.to_json(orient="records"))}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    files["summary"] = out_dir / "summary.json"
+    lines = ["# Emergent classes (no reference labels)", "",
+             f"Source: `{inputs.source}`; {n_heads} heads x K={k} clusters; {inputs.labels.shape[1]} segments in "
+             f"{n_clips} clips, labelled per clip by majority vote of its segments.", "", f"{NO_LABELS_HINT}.", "",
+             "## Clusters per head", "", markdown_table(table[["method", "clips", "k_used", "largest"]]), "",
+             f"Head agreement: mean NMI between the heads' clip labels {head_nmi:.3f} (1 = every head clusters the "
+             "clips alike; NaN with one head).", "",
+             f"## Clusters of head {report_head}", "", f"![cluster sizes]({files['sizes'].name})", ""]
+    if "map" in files:
+        lines += [f"![2-D map]({files['map'].name})", "", f"2-D map: {method} of the `{map_name}` clip embeddings, "
+                  f"coloured by head {report_head}'s cluster (left) and head {(report_head + 1) % n_heads}'s "
+                  "(right).", ""]
+    lines += ["Largest clusters (all in `clusters.csv`):", "",
+              markdown_table(clusters[["cluster", "size", "examples"]].head(30)), "", "## Files", ""]
+    files["report"] = out_dir / "report.md"
+    lines += [f"- `{p.name}`" for p in files.values()]
+    files["report"].write_text("\n".join(lines) + "\n")
+    return AnalysisResult(table, clusters, pd.DataFrame(), report_head, files)
 
 
 def dead_units_of(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -133,13 +133,15 @@ def _categorical(ax, xy: np.ndarray, cats: Sequence[str], title: str) -> None:
               frameon=False, handletextpad=0.2)
 
 
-def embedding_map(xy: np.ndarray, clusters: np.ndarray, reference: Sequence[str], method: str, path: Path) -> Path:
-    """Two panels of the same 2-D map (C, 2): coloured by cluster and by (first) reference label."""
+def embedding_map(xy: np.ndarray, clusters: np.ndarray, reference: Sequence[str], method: str, path: Path,
+                  reference_name: str = "reference label") -> Path:
+    """Two panels of the same 2-D map (C, 2): coloured by cluster and by (first) reference label (or, without
+    reference labels, by what `reference_name` names, e.g. another head's cluster)."""
     fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.0), layout="constrained")
     n_clusters, n_labels = len(np.unique(clusters)), len(set(reference))
     _categorical(axes[0], xy, [f"cluster {c}" for c in clusters], f"{method} of clip embeddings: by cluster "
                  f"({min(n_clusters, TOP_COLOURS)} largest of {n_clusters} in colour)")
-    _categorical(axes[1], xy, reference, f"by reference label ({min(n_labels, TOP_COLOURS)} most common of "
+    _categorical(axes[1], xy, reference, f"by {reference_name} ({min(n_labels, TOP_COLOURS)} most common of "
                  f"{n_labels} in colour)")
     fig.savefig(path, dpi=110)
     plt.close(fig)

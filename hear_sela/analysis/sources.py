@@ -99,15 +99,18 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
 
 def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,
                            relabel: bool = False, compare: dict[str, str] | None = None, batch_size: int = 256,
-                           device: str = "auto", cache: Any = None) -> AnalysisInputs:
+                           device: str = "auto", cache: Any = None, head: int | None = None) -> AnalysisInputs:
     """Everything `analyze` needs from a SeLa training checkpoint and its (or other) data.
 
     Labels: the checkpoint's label store when the data are its training data (same cache, same segment count) and
     `relabel` is off; otherwise the heads' argmax over the data's segments. Embeddings for the baselines and the map:
     the checkpoint's encoder, the same architecture freshly initialised (seed train.seed), mean log-mel, and each
-    `compare` checkpoint's encoder (name -> path). `cache`: an open FeatureCache of the data (default: built or
-    opened from the data config, as training does).
+    `compare` checkpoint's encoder (name -> path); without reference labels only the checkpoint's (the baselines
+    are scored against labels). `cache`: an open FeatureCache of the data (default: built or opened from the data
+    config, as training does). Every input (labels CSV, `compare` checkpoints, `head`) is checked before the first
+    segment is embedded.
     """
+    from hear_sela.analysis.core import check_head
     from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
     from hear_sela.training.state import read_checkpoint
 
@@ -118,11 +121,24 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
                          "analyse a SeLa checkpoint")
     cfg = ckpt.config
     objective = ckpt.build_objective()
+    check_head(head, int(objective.net.heads.heads))
+    table = read_labels_table(labels_csv) if labels_csv else None
+    others = {name: load_encoder_bundle(path) for name, path in (compare or {}).items()}
     cfg_data, changed = data_config(cfg, data)
     if cache is None:
         from hear_sela.data.prepare import prepare_cache
 
         cache = prepare_cache(cfg_data)
+    vocabulary: dict[str, str] = {}
+    if table is not None:
+        clip_labels, vocabulary = match_label_rows(cache.clips, table.labels, labels_csv), dict(table.mids)
+    else:
+        clip_labels = [tuple(c.labels) for c in cache.clips]
+        if cfg_data.data.source == "fsd50k":  # FSD50K's own label -> mid table, for the ontology mapping
+            from hear_sela.data.fsd50k import load_vocabulary
+
+            vocabulary = {e.label: e.mid for e in load_vocabulary(cfg_data.data.root)}
+    labelled = any(clip_labels)  # without labels, no baseline is scored: only the checkpoint's encoder is needed
     dev = resolve_device(device, "--device")
     features = cache.features  # (S, F, T) un-normalised log-mel
     log.info("embedding %d segments with the checkpoint's encoder", len(cache))
@@ -137,29 +153,20 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     seg_clip = np.asarray(cache.segment_clip, dtype=np.int64)
     n_clips = len(cache.clips)
     clip_ids = [c.clip_id for c in cache.clips]
-    vocabulary: dict[str, str] = {}
-    if labels_csv:
-        table = read_labels_table(labels_csv)
-        clip_labels, vocabulary = match_label_rows(cache.clips, table.labels, labels_csv), dict(table.mids)
-    else:
-        clip_labels = [tuple(c.labels) for c in cache.clips]
-        if cfg_data.data.source == "fsd50k":  # FSD50K's own label -> mid table, for the ontology mapping
-            from hear_sela.data.fsd50k import load_vocabulary
-
-            vocabulary = {e.label: e.mid for e in load_vocabulary(cfg_data.data.root)}
-    torch.manual_seed(cfg.train.seed)
-    untrained = build_encoder(cfg)
     embeddings = {"trained encoder": clip_mean(seg_emb, seg_clip, n_clips)}
-    log.info("embedding with the untrained encoder")
-    embeddings["untrained encoder"] = clip_mean(segment_embeddings(untrained, features, cfg.frontend, batch_size, dev),
-                                                seg_clip, n_clips)
-    frames = getattr(cache, "segment_frames", None)
-    embeddings["mean log-mel"] = clip_mean(mean_log_mel(features, frames), seg_clip, n_clips)
-    for name, path in (compare or {}).items():
-        log.info("embedding with %s (%s)", name, path)
-        other = load_encoder_bundle(path)
-        embeddings[f"{name} encoder"] = clip_mean(
-            segment_embeddings(other.encoder, features, other.config.frontend, batch_size, dev), seg_clip, n_clips)
+    if labelled:
+        torch.manual_seed(cfg.train.seed)
+        untrained = build_encoder(cfg)
+        log.info("embedding with the untrained encoder")
+        embeddings["untrained encoder"] = clip_mean(
+            segment_embeddings(untrained, features, cfg.frontend, batch_size, dev), seg_clip, n_clips)
+        frames = getattr(cache, "segment_frames", None)
+        embeddings["mean log-mel"] = clip_mean(mean_log_mel(features, frames), seg_clip, n_clips)
+        for name, other in others.items():
+            log.info("embedding with %s (%s)", name, compare[name])
+            embeddings[f"{name} encoder"] = clip_mean(
+                segment_embeddings(other.encoder, features, other.config.frontend, batch_size, dev), seg_clip,
+                n_clips)
     manifest = getattr(cache, "manifest", {})  # what the cache left out, for the report
     return AnalysisInputs(labels=labels, confidences=conf, n_clusters=int(objective.net.heads.clusters),
                           segment_clip=seg_clip, segment_start=np.asarray(cache.segment_start, dtype=np.float64),

@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from hear_sela.analysis.core import analyze
     from hear_sela.analysis.sources import inputs_from_checkpoint
+    from hear_sela.data.records import DataError
 
     compare = {}
     for item in args.compare:
@@ -43,11 +44,17 @@ def main(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise SystemExit(f"--compare {item!r}: expected NAME=CKPT")
         compare[name] = path
-    inputs = inputs_from_checkpoint(args.checkpoint, data=args.data, labels_csv=args.labels, relabel=args.relabel,
-                                    compare=compare, batch_size=args.batch_size, device=args.device)
+    try:
+        inputs = inputs_from_checkpoint(args.checkpoint, data=args.data, labels_csv=args.labels,
+                                        relabel=args.relabel, compare=compare, batch_size=args.batch_size,
+                                        device=args.device, head=args.head)
+    except DataError as e:  # a missing or malformed labels CSV, found before any embedding: one line
+        log.error("%s", e)
+        return 1
     result = analyze(inputs, args.out, head=args.head, seed=args.seed)
-    cols = ["method", "reference", "k_used", "nmi", "ami", "ari", "purity", "tag_mi", "ml_purity", "onmi"]
-    table = result.metrics[[c for c in cols if result.metrics[c].notna().any()]]
+    cols = ["method", "reference", "k_used", "largest", "nmi", "ami", "ari", "purity", "tag_mi", "ml_purity",
+            "onmi"]
+    table = result.metrics[[c for c in cols if c in result.metrics and result.metrics[c].notna().any()]]
     print(markdown_table(table))
     print(f"\nreport: {result.files['report']}")
     return 0

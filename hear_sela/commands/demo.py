@@ -72,6 +72,25 @@ def pin_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def numerics_fingerprint() -> dict[str, str | int]:
+    """What the demo's trained numbers depend on besides the seed: the CPU (its instruction set picks oneDNN's and
+    MKL's kernels: on this project's machine, capping oneDNN at AVX2 changed a 24-step demo training's weights and
+    labels), the torch build and the thread count. The same values give bitwise-equal runs, also under load (the
+    README's "Repeatability")."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:  # not Linux
+        pass
+    return {"cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
 def default_recipe() -> Path:
     """recipes/demo.yaml: the packaged copy of an installed wheel, or the source tree's (hear_sela/resources.py)."""
     from hear_sela.resources import resolve_recipe
@@ -119,6 +138,15 @@ def _train(recipe: Path, overrides: list[str], run_dir: Path) -> Path:
     return final
 
 
+def check_training_configs(recipe: Path, overrides: list[str], out: Path) -> None:
+    """Both trainings' configs, parsed and checked before torch is imported or any stage runs: a --set typo is
+    a ConfigError (one line) in a second, not after the corpus is written."""
+    from hear_sela.config import load_config
+
+    for objective in ("sela", "byol"):
+        load_config(recipe, [*overrides, f"train.objective={objective}", f"train.out_dir={out / objective}"])
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +155,13 @@ def main(args: argparse.Namespace) -> int:
     recipe = resolve_recipe(args.recipe).resolve() if args.recipe else default_recipe()
     grid = args.grid or ("faster" if args.quick else "fast")
     hear_size = args.hear_size or (30 if args.quick else 60)
+    overrides = _overrides(out, args)
+    check_training_configs(recipe, overrides, out)
     pin_threads(args.threads)
     settings = {"recipe": str(recipe), "quick": args.quick, "set": args.set, "grid": grid, "hear_size": hear_size,
                 "threads": args.threads}
     state = DemoState(out, settings)
-    overrides = _overrides(out, args)
+    state.data["machine"] = numerics_fingerprint()
     t_start = time.perf_counter()
 
     def stage(name: str, fn) -> dict:
@@ -236,4 +266,8 @@ def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -
     print(f"plots:           {analysis['heatmap']}, {analysis['map']}")
     print(f"comparison:      {evaluation['comparison']} (+ comparison.csv, comparison.png)")
     print(f"labels export:   {Path(analysis['report']).parent / 'labels.csv'}")
+    fp = numerics_fingerprint()
     print(f"total {seconds / 60:.1f} min this run (finished stages are skipped on a rerun)")
+    print(f"these numbers repeat exactly, also under load, on the same CPU kind, torch and threads ({fp['cpu']}, "
+          f"{fp['isa']}, torch {fp['torch']}, {fp['threads']} threads); on another CPU kind the trained rows move "
+          "by about the spread over seeds (README, 'Repeatability')")

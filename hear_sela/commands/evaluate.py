@@ -6,7 +6,15 @@ import argparse
 import logging
 
 from hear_sela.analysis.report import markdown_table
-from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns, with_model_options
+from hear_sela.evaluate import (
+    UNTRAINED,
+    EvalOptions,
+    check_importable,
+    evaluate_modules,
+    parse_module_spec,
+    score_columns,
+    with_model_options,
+)
 
 log = logging.getLogger("hear_sela.evaluate")
 
@@ -15,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks-dir", required=True, help="folder of HEAR tasks (heareval's --tasks-dir)")
     p.add_argument("--module", action="append", required=True, metavar="[ALIAS=]NAME[:CKPT]",
                    help="a HEAR module to evaluate, with optional weights; repeat for each module. E.g. "
-                        "sela=hear_sela:runs/sela.safetensors, byola=hear_sela:runs/byol.safetensors, hearbaseline")
+                        "sela=hear_sela:runs/sela.safetensors, byola=hear_sela:runs/byol.safetensors, "
+                        "hear_sela.baselines.logmel")
     p.add_argument("--model-options", action="append", default=[], metavar="ALIAS=JSON",
                    help="heareval's --model-options (load_model keywords) for the module of that alias; repeatable. "
                         "E.g. --module ctx=hear_sela --model-options 'ctx={\"timestamp_mode\": \"frames_context\"}'")
@@ -37,7 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    specs = with_model_options([parse_module_spec(m) for m in args.module], args.model_options)
+    try:  # every module checked before any work: a wrong name fails in seconds, not after the first tasks
+        specs = with_model_options([parse_module_spec(m) for m in args.module], args.model_options)
+        check_importable(["hear_sela" if s.module == UNTRAINED else s.module for s in specs])
+    except (ValueError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 1
     options = EvalOptions(grid=args.grid, grid_points=args.grid_points, runner=args.runner, cpu=args.cpu,
                           batch=args.batch, keep_probe_checkpoints=args.keep_probe_checkpoints)
     table = evaluate_modules(args.tasks_dir, specs, args.out, options, tasks=args.task)

@@ -1,5 +1,6 @@
 """hear-sela tasks FOLDER --labels CSV --out DIR: write a HEAR-format scene task (what heareval's runners read) from
-a folder of audio and a labels CSV (fname relative to FOLDER, labels; FSD50K's format, plus any group column).
+a folder of audio and a labels CSV (fname relative to FOLDER, with or without extension, labels; FSD50K's format,
+plus any group column).
 With --events: an event task, the CSV's sounds placed at random known onsets in clips (hear_sela.data.event_tasks)."""
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 
-from hear_sela import distributed as dist
 from hear_sela.config import ConfigError, load_config
 
 log = logging.getLogger("hear_sela.train")
@@ -39,13 +38,14 @@ def interrupted_hint(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hear_sela.training.loop import train
-
-    try:
+    try:  # before torch and the training code are imported, so a typo is reported at once
         cfg = load_config(args.recipe, args.overrides)
     except ConfigError as e:  # an expected failure (no such recipe, bad key): one line, no traceback
         log.error("%s", e)
         return 1
+    from hear_sela import distributed as dist
+    from hear_sela.training.loop import train
+
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun one rank talks (the process group starts later)
         logging.getLogger().setLevel(logging.WARNING)
     try:

@@ -33,7 +33,8 @@ import numpy as np
 import soundfile as sf
 
 from hear_sela.data.audio import load_audio
-from hear_sela.data.records import DataError, read_csv_rows, split_labels
+from hear_sela.data.folder import scan_folder
+from hear_sela.data.records import DataError, clip_keys, read_csv_rows, split_labels
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "valid", "test")
@@ -231,25 +232,27 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
                   group_by: str | None = None) -> list[TaskClip]:
     """One TaskClip per CSV row (fname relative to `folder`, labels, optional group column), checked.
 
-    Every bad row is named in one DataError line: missing audio file, empty labels, a duplicate fname, several
-    labels in a multiclass task, an empty group.
+    A row names an audio file under `folder` as `prepare` and `analyze` match labels CSV rows (`records.clip_keys`:
+    the relative path with or without extension, "bell/bell_0000" or "bell/bell_0000.wav"); TaskClip.fname is the
+    file's relative path. Every bad row is named in one DataError line: no such audio file, empty labels, two rows
+    for one file, several labels in a multiclass task, an empty group.
     """
     if mode not in EVALUATION:
         raise DataError(f"--mode must be one of {sorted(EVALUATION)}, got {mode!r}")
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"audio folder not found: {folder}")
+    files = {key: Path(r.path).relative_to(folder).as_posix() for r in scan_folder(folder) for key in clip_keys(r)}
     columns = ("fname", "labels") + ((group_by,) if group_by else ())
     clips, bad, seen = [], [], {}
     for line, row in read_csv_rows(labels_csv, columns):
         fname, labels = row["fname"], split_labels(row["labels"])
+        path = files.get(fname)
         problem = None
         if not fname:
             problem = "empty fname"
-        elif fname in seen:
-            problem = f"duplicate row: {fname!r} already on line {seen[fname]}"
-        elif not (folder / fname).is_file():
+        elif path is None:
             problem = f"missing file {fname!r}"
+        elif path in seen:
+            problem = f"duplicate row: {fname!r} already on line {seen[path]}"
         elif not labels:
             problem = f"empty label for {fname!r}"
         elif mode == "multiclass" and len(labels) > 1:
@@ -259,8 +262,8 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
         if problem:
             bad.append(f"line {line}: {problem}")
         else:
-            clips.append(TaskClip(fname, labels, row[group_by] if group_by else fname))
-        seen.setdefault(fname, line)
+            clips.append(TaskClip(path, labels, row[group_by] if group_by else path))
+        seen.setdefault(path or fname, line)
     if bad:
         shown = "; ".join(bad[:20]) + (f"; ... {len(bad) - 20} more" if len(bad) > 20 else "")
         raise DataError(f"{labels_csv}: {len(bad)} bad row(s): {shown}")

@@ -99,20 +99,26 @@ def _names(items: Sequence[str], limit: int = 10) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def clip_keys(clip: ClipRecord) -> tuple[str, ...]:
+    """The row ids that name `clip` in a labels CSV: its clip id, and its clip id with its file's extension
+    (folders: "dogs/bark_01", "dogs/bark_01.wav"; FSD50K: "64760", "64760.wav"). The one rule every reader of a
+    labels CSV (prepare, analyze, tasks) matches rows to clips by; never the bare file name (folders repeat names:
+    "yes/0a2b_nohash_0", "no/0a2b_nohash_0")."""
+    return tuple(dict.fromkeys((clip.clip_id, clip.clip_id + Path(clip.path).suffix)))
+
+
 def match_label_rows(clips: Sequence[ClipRecord], table: Mapping[str, tuple[str, ...]], where: str | Path
                      ) -> list[tuple[str, ...]]:
     """Each clip's labels from a labels table (row id -> labels), () for a clip without a row.
 
-    A row belongs to a clip when its id is the clip id (for folders the path relative to the data root without
-    extension, "dogs/bark_01"; for FSD50K the fname) or the clip id with its file's extension ("dogs/bark_01.wav").
-    Never by bare file name: folders repeat names ("yes/0a2b_nohash_0", "no/0a2b_nohash_0"). Clips without a row
-    and rows naming no clip are logged by name; two rows for one clip are an error naming both (`where`: the CSV).
+    A row belongs to a clip when its id is one of `clip_keys(clip)`. Clips without a row and rows naming no clip
+    are logged by name; two rows for one clip are an error naming both (`where`: the CSV).
     """
     out: list[tuple[str, ...]] = []
     used: set[str] = set()
     unlabelled: list[str] = []
     for clip in clips:
-        keys = [k for k in dict.fromkeys((clip.clip_id, clip.clip_id + Path(clip.path).suffix)) if k in table]
+        keys = [k for k in clip_keys(clip) if k in table]
         if len(keys) > 1:
             raise DataError(f"{where}: rows {keys[0]!r} and {keys[1]!r} both name clip {clip.clip_id!r}; keep one")
         used.update(keys)

@@ -1,6 +1,8 @@
 """`python -m hear_sela.s3prl_compat run_downstream ARGS`: s3prl's run_downstream.py with hear_sela registered.
 
-ARGS are run_downstream's own (-m, -u hear_sela, -k CKPT, -d TASK, -c CONFIG, -o OVERRIDES, -n NAME, --device ...).
+ARGS are run_downstream's own (-m, -u hear_sela, -k CKPT, -d TASK, -c CONFIG, -o OVERRIDES, -n NAME, --device ...);
+`-c` also takes a vendored config's name (`-c speech_commands`), which works from a pip install too.
+`python -m hear_sela.s3prl_compat configs` lists the vendored downstream configs and where they are installed;
 `python -m hear_sela.s3prl_compat shims` lists the compatibility shims and which ones this stack needs.
 """
 
@@ -9,13 +11,40 @@ from __future__ import annotations
 import sys
 
 USAGE = """usage: python -m hear_sela.s3prl_compat run_downstream [s3prl run_downstream.py arguments]
+       python -m hear_sela.s3prl_compat configs
        python -m hear_sela.s3prl_compat shims"""
+CONFIG_FLAGS = ("-c", "--config")
+
+
+def with_config_paths(args: list[str]) -> list[str]:
+    """run_downstream arguments with `-c NAME` / `--config[=]NAME` turned into the vendored config's path
+    (`resources.resolve_s3prl_config`); FileNotFoundError naming the vendored configs for neither file nor name."""
+    from hear_sela.resources import resolve_s3prl_config
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if i > 0 and out[i - 1] in CONFIG_FLAGS:
+            out[i] = str(resolve_s3prl_config(arg))
+        elif arg.startswith("--config="):
+            out[i] = f"--config={resolve_s3prl_config(arg.partition('=')[2])}"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("run_downstream", "shims"):
+    if not argv or argv[0] not in ("run_downstream", "configs", "shims"):
         print(USAGE, file=sys.stderr)
+        return 2
+    if argv[0] == "configs":
+        from hear_sela.resources import s3prl_configs
+
+        for name, path in s3prl_configs().items():
+            print(f"{name}  {path}")
+        return 0
+    try:
+        args = with_config_paths(argv[1:])
+    except FileNotFoundError as e:  # a mistyped -c: one line before s3prl (and torch) is imported
+        print(f"hear_sela.s3prl_compat: error: {e}", file=sys.stderr)
         return 2
     from hear_sela.s3prl_compat import SHIMS, apply_shims, needed_shims
 
@@ -30,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[hear_sela] s3prl compatibility shims applied: {apply_shims() or 'none'}", file=sys.stderr)
     from s3prl import run_downstream
 
-    sys.argv = ["run_downstream.py", *argv[1:]]  # s3prl parses sys.argv itself
+    sys.argv = ["run_downstream.py", *args]  # s3prl parses sys.argv itself
     run_downstream.main()
     return 0
 
