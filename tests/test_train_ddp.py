@@ -73,3 +73,21 @@ def test_sharded_label_update_equals_single_process(tmp_path: Path):
     from hear_sela.objectives.label_store import LabelStore
 
     assert not torch.equal(single["labels"], LabelStore.initial(3, 37, 6, seed=0).labels)
+
+
+def test_online_evaluation_under_ddp_runs_on_rank_zero_and_keeps_lockstep(tmp_path: Path):
+    """Rank 0 probes while rank 1 waits at the next collective: the run finishes, the ranks stay equal, and the
+    curve has each point once."""
+    import json
+
+    from hear_sela.data.hear_tasks import write_hear_tasks
+
+    write_hear_tasks(tmp_path / "tasks", seed=0, size=30, n_classes=3)
+    run = tmp_path / "run"
+    launch(2, str(run), "sela", "--dump-rank-state", "train.epochs=2", f"online_eval.tasks_dir={tmp_path / 'tasks'}",
+           "online_eval.every_steps=4", "online_eval.max_clips=18")
+    r0, r1 = (torch.load(run / f"rank{r}_state.pt", weights_only=True) for r in range(2))
+    for k, v in r0["net"].items():
+        assert torch.equal(v, r1["net"][k]), f"{k} differs between ranks"
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 4, 8]
