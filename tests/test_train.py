@@ -87,7 +87,7 @@ def test_resume_guards(tmp_path: Path):
         train(cfg, cache=tiny_cache())
     assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
     assert load_checkpoint(final)["finished"]
-    with pytest.raises(ValueError, match="objective 'sela'"):
+    with pytest.raises(ValueError, match="train.objective is 'sela'"):
         train(tiny_config(tmp_path, "byol", **{"train.epochs": 1}), resume=str(final), cache=tiny_cache())
 
 
@@ -222,3 +222,19 @@ def test_dead_units_are_logged_and_reported(tmp_path: Path):
     feats = np.abs(np.random.default_rng(0).normal(size=(10, 6)))
     feats[:, [1, 4]] = 0
     assert dead_units_of({"encoder": feats}) == {"encoder": pytest.approx(2 / 6)}
+
+
+def test_resume_applies_or_refuses_each_changed_key_by_name(tmp_path: Path):
+    """An edited recipe under --resume: the run length is applied (and stored); a key the resumed state depends on
+    (optim.lr, the encoder's width, sela.clusters) is refused by name, before any training."""
+    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    for key, value, named in (("optim.lr", 0.01, "optim.lr"), ("sela.clusters", 5, "sela.clusters"),
+                              ("model.encoder_kwargs", {"d": 48, "channels": 4}, "model.encoder_kwargs.d")):
+        with pytest.raises(ResumeError, match=rf"{named.replace('.', '[.]')} is .* in this checkpoint") as err:
+            train(tiny_config(tmp_path, **{"train.epochs": 2, key: value}), resume="auto", cache=tiny_cache())
+        assert "\n" not in str(err.value)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # nothing ran
+    final = train(tiny_config(tmp_path, **{"train.epochs": 2}), resume="auto", cache=tiny_cache())
+    stored = load_checkpoint(final)
+    assert stored["epoch"] == 2 and stored["config"]["train"]["epochs"] == 2
+    assert stored["config"]["optim"]["lr"] == 0.05

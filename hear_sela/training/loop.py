@@ -36,11 +36,13 @@ from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
 from hear_sela.training.online_eval import OnlineEvaluator
 from hear_sela.training.optim import build_optimizer, build_scheduler
+from hear_sela.training.resume_config import check_resume_config
 from hear_sela.training.state import (
     build_objective,
     check_resume_data,
     find_resume,
     load_state,
+    read_stored_config,
     restore_rng,
     save_state,
 )
@@ -165,6 +167,8 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = find_resume(cfg, resume)
     dist.barrier()
+    if ckpt_path is not None:  # a changed recipe is applied or refused by name before any work
+        check_resume_config(cfg, read_stored_config(ckpt_path), ckpt_path)
 
     # ---- data: the feature cache; its statistics normalise the input and travel inside every checkpoint
     records, new_data = None, False
