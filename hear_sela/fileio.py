@@ -7,7 +7,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,27 @@ def read_json(path: str | Path, error: type[Exception] = ValueError, advice: str
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise error(f"{path}: damaged JSON ({e}){'; ' + advice if advice else ''}") from None
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, busy: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing, never deleted: others may wait on it) for the block.
+    When another process holds it, `busy()` is called first: it raises to refuse, or returns to wait. A POSIX
+    record lock (lockf), not flock: forked DataLoader workers do not inherit it, and it dies with the process that
+    took it. Advisory, POSIX only; elsewhere a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EACCES or EAGAIN: held by another process
+            if busy is not None:
+                busy()
+            fcntl.lockf(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)

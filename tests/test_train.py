@@ -238,3 +238,25 @@ def test_resume_applies_or_refuses_each_changed_key_by_name(tmp_path: Path):
     stored = load_checkpoint(final)
     assert stored["epoch"] == 2 and stored["config"]["train"]["epochs"] == 2
     assert stored["config"]["optim"]["lr"] == 0.05
+
+
+def test_a_second_training_into_a_busy_folder_is_refused(tmp_path: Path):
+    """Another process training into train.out_dir (it holds the folder's lock): refused in one line, nothing of
+    the other run touched; once it ends, the folder is free again."""
+    import subprocess
+
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(tmp_path / '.train.lock')!r}, 'a'); fcntl.lockf(f, fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "metrics.jsonl").write_text("the other run's\n")
+        with pytest.raises(ResumeError, match="in use by another training") as err:
+            train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+        assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+        assert (tmp_path / "metrics.jsonl").read_text() == "the other run's\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    (tmp_path / "metrics.jsonl").unlink()
+    assert train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache()).is_file()

@@ -36,8 +36,6 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -64,7 +62,7 @@ from hear_sela.data.cache import (
     read_cache_json,
 )
 from hear_sela.data.records import ClipRecord
-from hear_sela.fileio import write_json
+from hear_sela.fileio import exclusive_lock, write_json
 from hear_sela.frontend import LogMel
 
 log = logging.getLogger(__name__)
@@ -210,28 +208,6 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(out) or "fingerprint differs"
 
 
-@contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock on <root>/.lock, so two processes never build one cache at once (the second waits, then finds
-    the cache complete). A POSIX record lock (lockf), not flock: forked DataLoader workers do not inherit it, and
-    it dies with the process that took it. Advisory, POSIX only; elsewhere a no-op."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(root / LOCK, "a") as f:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EACCES or EAGAIN: held by another process
-            log.info("another process is building the cache in %s; waiting for it", root)
-            fcntl.lockf(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(f, fcntl.LOCK_UN)
-
-
 def _die_with_parent(worker_id: int) -> None:
     """DataLoader worker init: on Linux, get SIGKILL when the building process dies. Without it, workers of a killed
     build can hang on a full result pipe forever, holding memory."""
@@ -269,7 +245,10 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
     lm = LogMel(frontend_cfg)
     ident = _identity_parts(records, frontend_cfg, seg_meta, source_id)
 
-    with _build_lock(root):
+    def wait() -> None:  # a second process on the same cache waits, then finds it complete
+        log.info("another process is building the cache in %s; waiting for it", root)
+
+    with exclusive_lock(root / LOCK, busy=wait):
         manifest = read_cache_json(root / MANIFEST)
         state = manifest if manifest is not None else read_cache_json(root / PROGRESS)
         if state is not None and state.get("fingerprint") != ident["fingerprint"]:
