@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +218,7 @@ MAX_DEFAULT_CLIP_SECONDS = 4.0  # the default clip length is the median duration
 TVT_WEIGHTS = (0.6, 0.2, 0.2)
 EVALUATION = {"multiclass": ["top1_acc"], "multilabel": ["mAP", "d_prime"]}
 SILENT_PEAK = 1e-3  # a cut segment whose peak stays below this (-60 dBFS) holds nothing to label
+MIN_FOLDS = 3  # heareval's presplit_kfold scoring trains on k-2 folds, validates on one and tests on one
 CLIPS_CSV = "clips.csv"  # written beside the task: wav, split, source fname, segment, group (provenance)
 
 
@@ -248,6 +253,8 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
             problem = "empty fname"
         elif fname in seen:
             problem = f"duplicate row: {fname!r} already on line {seen[fname]}"
+        elif leaves_folder(fname):
+            problem = f"{fname!r} is outside the audio folder (fname must be a path inside it)"
         elif not (folder / fname).is_file():
             problem = f"missing file {fname!r}"
         elif not labels:
@@ -267,6 +274,13 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
     if not clips:
         raise DataError(f"{labels_csv}: no rows")
     return clips
+
+
+def leaves_folder(fname: str) -> bool:
+    """An absolute fname, or one whose `..` climbs out of the folder it is relative to (judged on the text, so a
+    symlink inside the folder may still point at audio kept elsewhere)."""
+    norm = os.path.normpath(fname)
+    return os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep)
 
 
 def audio_seconds(path: Path) -> float:
@@ -348,8 +362,8 @@ class _TaskAudio:
 def check_split_args(split: str, folds: int, clip_seconds: float | None) -> None:
     if split not in ("kfold", "tvt"):
         raise DataError(f"--split must be kfold or tvt, got {split!r}")
-    if split == "kfold" and folds < 2:
-        raise DataError(f"--folds {folds}: need at least 2")
+    if split == "kfold" and folds < MIN_FOLDS:
+        raise DataError(f"--folds {folds}: heareval scores a k-fold task only with at least {MIN_FOLDS} folds")
     if clip_seconds is not None and not clip_seconds > 0:
         raise DataError(f"--clip-seconds {clip_seconds}: must be positive")
 
@@ -372,6 +386,23 @@ def new_task_dir(out_dir: Path, name: str) -> Path:
     if task_dir.exists() and any(task_dir.iterdir()):
         raise DataError(f"task folder {task_dir} exists and is not empty; remove it or pick another --name")
     return task_dir
+
+
+@contextmanager
+def staged_task(task_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside `task_dir` to write the task into; when the block ends it is validated and moved into
+    place, so heareval and `evaluate` never see a half-written task. On any error it is removed (and a rerun
+    finds `task_dir` free)."""
+    task_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{task_dir.name}.", suffix=".partial", dir=task_dir.parent))
+    try:
+        yield stage
+        validate_task(stage)
+        if task_dir.exists():
+            task_dir.rmdir()  # empty (new_task_dir checked it), so the rename below can take its place
+        stage.rename(task_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | Path, name: str | None = None,
@@ -404,10 +435,10 @@ def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
                 splits=splits)
     vocabulary = sorted({label for c in clips for label in c.labels})
     indices = {s: [i for i, p in enumerate(part) if p == k] for k, s in enumerate(splits)}
-    write_task(task_dir, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds),
-                [list(c.labels) for c in clips], indices)
-    write_clips_csv(task_dir, [(wav_name(i), s, clips[i]) for s, idx in indices.items() for i in idx])
-    validate_task(task_dir)
+    with staged_task(task_dir) as stage:
+        write_task(stage, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds), [list(c.labels) for c in clips],
+                   indices)
+        write_clips_csv(stage, [(wav_name(i), s, clips[i]) for s, idx in indices.items() for i in idx])
     return task_dir
 
 
