@@ -24,9 +24,6 @@ from hear_sela.data.records import ClipRecord
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synth", "folder", "fsd50k")
-
-
 
 def _synth_root(data_cfg: DataConfig, out_dir: Path) -> Path:
     return Path(data_cfg.root) if data_cfg.root else out_dir / "corpus"
@@ -50,11 +47,9 @@ def build_records(data_cfg: DataConfig, out_dir: str | Path) -> list[ClipRecord]
         if labels is None and (root / "labels.csv").is_file():
             labels = root / "labels.csv"
         return scan_folder(root, labels)
-    if data_cfg.source == "fsd50k":
-        from hear_sela.data.fsd50k import load_fsd50k
+    from hear_sela.data.fsd50k import load_fsd50k  # "fsd50k", the Literal's last choice
 
-        return load_fsd50k(data_cfg.root, data_cfg.split, data_cfg.on_bad_file)
-    raise ConfigError(f"data.source must be one of {SOURCES}, got {data_cfg.source!r}")
+    return load_fsd50k(data_cfg.root, data_cfg.split, data_cfg.on_bad_file)
 
 
 def cache_dir_of(cfg: Config) -> Path:
