@@ -30,8 +30,38 @@ def path_field(default: str | None) -> Any:
     return field(default=default, metadata=PATH)
 
 
+MAX_YAML_NODES = 100_000  # a recipe has a few hundred; aliases that expand beyond this are an "alias bomb"
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in `node` with every alias expanded (each node counted once per use), computed once per node."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.constructor.ConstructorError(None, None, "a recursive alias (a node that contains itself)",
+                                                node.start_mark)
+    open_nodes.add(key)
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+        node.value if isinstance(node, yaml.SequenceNode) else []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, sizes, open_nodes)
+        if size > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand to more than {MAX_YAML_NODES} values (an alias bomb?)", node.start_mark)
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-4` as a float: YAML 1.1 (PyYAML) needs a dot in the mantissa, YAML 1.2 does not."""
+    """SafeLoader that reads `1e-4` as a float (YAML 1.1, PyYAML, needs a dot in the mantissa, YAML 1.2 does not),
+    and refuses a document whose aliases expand beyond MAX_YAML_NODES before anything is built from it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)
 
 
 _Loader.add_implicit_resolver(
@@ -41,9 +71,16 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
-    """Parse recipe or override text; every YAML read in hear_sela goes through here."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+def load_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse recipe or override text; every YAML read in hear_sela goes through here. Bad YAML (syntax, a tag such
+    as !!python/object, an alias bomb) raises ConfigError naming `source` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{source}: line {mark.line + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML for hear_sela ({problem})") from None
 
 
 # ---------------------------------------------------------------- value checks (each dataclass's `validate`)
@@ -443,7 +480,7 @@ def parse_override(text: str) -> dict[str, Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    value = load_yaml(raw) if raw != "" else ""
+    value = load_yaml(raw, f"override {text!r}") if raw != "" else ""
     node: dict[str, Any] = {}
     cursor = node
     parts = key.split(".")
@@ -473,7 +510,7 @@ def recipe_data(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        loaded = load_yaml(path.read_text())
+        loaded = load_yaml(path.read_text(), str(path))
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -172,3 +172,34 @@ def test_train_cli_refuses_non_positive_epochs_before_any_work(tmp_path, capsys)
     out = tmp_path / "run"
     assert main(["train", "demo", f"train.out_dir={out}", "train.epochs=0"]) == 1
     assert not out.exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases (9**9 values once expanded) inside model.encoder_kwargs: refused while parsing,
+    naming the file, instead of minutes and gigabytes before the unknown-key check."""
+    import time
+
+    lines = ["model:", "  encoder_kwargs:", "    a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb.yaml: line \d+: .*aliases expand to more than"):
+        load_config(recipe)
+    assert time.perf_counter() - start < 5
+    recipe.write_text("model:\n  encoder_kwargs: &k {d: 32}\nsela: {heads: 2}\n")  # a small alias stays fine
+    assert load_config(recipe).model.encoder_kwargs == {"d": 32}
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("train:\n  epochs: [1, 2\n", "line 3"),  # unclosed flow sequence: reported where the parser gave up
+    ("train:\n  out_dir: !!python/object/apply:os.system [echo hi]\n", "line 2"),
+    ("a: &r [*r]\n", "line 1"),
+])
+def test_bad_yaml_is_one_line_naming_the_file_and_line(tmp_path, text, problem):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe)
+    msg = str(err.value)
+    assert msg.startswith(f"{recipe}: {problem}:") and "\n" not in msg, msg
