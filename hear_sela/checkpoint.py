@@ -99,7 +99,7 @@ class EncoderBundle:
 
 def export_encoder(src: str | Path, out: str | Path, half: bool = False) -> Path:
     """Write an encoder-only export of a training checkpoint (or re-export an export). `.safetensors` or `.pt`."""
-    bundle_state, config_dict = _read_encoder_state(Path(src))
+    bundle_state, config_dict, _ = _read_checked(Path(src))  # a broken source is refused before anything is written
     return _write_export(bundle_state, config_dict, out, half)
 
 
@@ -116,12 +116,7 @@ def export_untrained(src: str | Path, out: str | Path) -> Path:
     """An export of the untrained initialisation of `src`'s run (a training checkpoint or an export): its config,
     so the same encoder, frontend and normalisation statistics, and the weights its seed gives before any step.
     The floor a self-supervised run is judged against first. The caller's RNG state is left alone."""
-    _, config_dict = _read_encoder_state(Path(src))
-    try:
-        cfg = config_from_dict(config_dict, source=str(src))
-    except ConfigError as e:
-        raise CheckpointError(f"{src}: its stored config does not match this version of hear_sela ({e})") from None
-    return write_untrained_export(cfg, out)
+    return write_untrained_export(_read_checked(Path(src))[2], out)
 
 
 def write_untrained_export(cfg: Config, out: str | Path) -> Path:
@@ -163,21 +158,59 @@ def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
         if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
             raise CheckpointError(f"{path}: safetensors file without hear_sela metadata")
-        return state, meta["config"]
-    obj = _torch_load(path)
-    if "encoder" not in obj or "config" not in obj:
-        raise CheckpointError(f"{path}: hear_sela file without 'encoder' weights or 'config'")
-    return obj["encoder"], obj["config"]
+        config_dict = meta.get("config")
+    else:
+        obj = _torch_load(path)
+        if "encoder" not in obj or "config" not in obj:
+            raise CheckpointError(f"{path}: hear_sela file without 'encoder' weights or 'config'")
+        state, config_dict = obj["encoder"], obj["config"]
+    if not isinstance(config_dict, dict):
+        raise CheckpointError(f"{path}: its stored 'config' is {type(config_dict).__name__}, not a mapping; the file "
+                              "is damaged or not written by hear_sela")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: its 'encoder' is not a mapping of tensors")
+    return state, config_dict
+
+
+def _check_weights(path: Path, cfg: Config, state: dict[str, torch.Tensor]) -> None:
+    """The stored tensors are exactly those of the encoder the stored config describes (names and shapes, compared
+    on the meta device, so a crafted size allocates nothing) and finite."""
+    from hear_sela.encoders import build_encoder  # see load_encoder_bundle on why the import waits
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_encoder(cfg).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its stored config does not build an encoder ({e})") from None
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if have != expected:
+        diff = sorted(set(have) ^ set(expected)) or [k for k in expected if have[k] != expected[k]]
+        k = diff[0]
+        raise CheckpointError(f"{path}: encoder weights do not fit encoder {cfg.model.encoder!r} of its stored config "
+                              f"({len(diff)} tensor(s) differ; {k}: {have.get(k, 'missing')} in the file, "
+                              f"{expected.get(k, 'not expected')} expected)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite (NaN/inf) weights in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the file is damaged or from a diverged run")
+
+
+def _read_checked(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Config]:
+    """(encoder state, stored config as data, resolved config) of any checkpoint or export, every part checked."""
+    state, config_dict = _read_encoder_state(path)
+    try:
+        cfg = config_from_dict(config_dict, source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its stored config is invalid or from another version of hear_sela ({e})"
+                              ) from None
+    _check_weights(path, cfg, state)
+    return state, config_dict, cfg
 
 
 def load_encoder_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> EncoderBundle:
     """Load the encoder of any training checkpoint or export of ours, in eval mode, as float32."""
     path = Path(path)
-    state, config_dict = _read_encoder_state(path)
-    try:
-        cfg = config_from_dict(config_dict, source=str(path))
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: its stored config does not match this version of hear_sela ({e})") from None
+    state, _, cfg = _read_checked(path)
     # imported here: the encoders import timm, hence torch._dynamo and triton, which must come after the HEAR
     # module's load_triton_beside_tensorflow (heareval_compat) when tensorflow is loaded first
     from hear_sela.encoders import build_encoder
