@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hear-sela {command}: interrupted" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
         return 130
     except Exception as e:
-        if args.verbose or not expected_error(e):  # -v: the traceback too
+        from hear_sela.fileio import os_error_line
+
+        line = str(e) if expected_error(e) else os_error_line(e)  # a read-only folder, a full disk: no traceback
+        if args.verbose or line is None:  # -v: the traceback too
             raise
-        print(f"hear-sela {command}: error: {e}", file=sys.stderr)
+        print(f"hear-sela {command}: error: {line}", file=sys.stderr)
         return 1
 
 
@@ -86,12 +89,12 @@ def expected_error(e: BaseException) -> bool:
     from hear_sela.data.audio import AudioError
     from hear_sela.data.cache import CacheError
     from hear_sela.data.records import DataError
-    from hear_sela.fileio import DiskFullError
+    from hear_sela.fileio import DiskFullError, FileSizeLimitError
     from hear_sela.training.loop import NonFiniteLossError
     from hear_sela.training.state import ResumeError
 
-    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | ResumeError | NonFiniteLossError
-                      | DiskFullError | DataError)
+    return isinstance(e, ConfigError | CheckpointError | CacheError | AudioError | DataError | ResumeError
+                      | NonFiniteLossError | DiskFullError | FileSizeLimitError)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,51 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+TMP_SUFFIX = ".tmp"  # atomic_write's temporaries: .<name>.<random>.tmp beside the file
 FULL_BELOW_BYTES = 64 * 2**20  # a failed write with less than this left on the device is taken as a full disk
 
 
-class DiskFullError(OSError):
+class _WordedOSError(OSError):
+    """An OSError whose text is our own full sentence (str() without Python's "[Errno N]" prefix)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class DiskFullError(_WordedOSError):
     """A file could not be written because its disk is full (the previous version, if any, is untouched)."""
+
+
+class FileSizeLimitError(_WordedOSError):
+    """A file could not be written because it would exceed the process's file size limit (ulimit -f)."""
+
+
+# OSErrors a user causes and can fix, as the CLI words them (with the path): see `os_error_line`
+USER_OS_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                  errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+                  errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large for this process's file size "
+                  "limit (ulimit -f)", errno.EISDIR: "is a directory", errno.ENOTDIR: "not a directory"}
+
+
+def os_error_line(e: BaseException) -> str | None:
+    """One line naming the problem and the path for an OSError in USER_OS_ERRORS (a read-only folder, a full disk,
+    a file size limit, ...), else None."""
+    if not isinstance(e, OSError) or e.errno not in USER_OS_ERRORS:
+        return None
+    if e.filename is None:
+        return e.strerror or USER_OS_ERRORS[e.errno]
+    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    return f"{USER_OS_ERRORS[e.errno]}: {where}"
+
+
+def _file_size_limit() -> int | None:
+    """The process's file size limit in bytes (ulimit -f), None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
@@ -25,7 +65,10 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     it only as an opaque RuntimeError ("unexpected pos ...")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as e:  # name the file we meant to write, not the temporary's random name
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     # mkstemp creates the file 0600; give the result the permissions a plain open() would (0666 less the umask),
     # after `write`, since a writer may replace the file rather than write into it (safetensors does: 0600 again)
@@ -39,6 +82,13 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
         os.replace(tmp, path)
     except Exception as e:
         free = shutil.disk_usage(path.parent).free  # measured before the partial file is removed
+        limit = _file_size_limit()
+        # under a limit, writers report it their own way: torch.save "unexpected pos" with the file cut at the
+        # limit; safetensors the OS's text for EFBIG, its file already removed
+        if (isinstance(e, OSError) and e.errno == errno.EFBIG) or limit is not None and (
+                (os.path.exists(tmp) and os.path.getsize(tmp) >= limit) or os.strerror(errno.EFBIG) in str(e)):
+            raise FileSizeLimitError(errno.EFBIG, f"{path}: not written, it would exceed this process's file size "
+                                     f"limit ({limit} bytes, ulimit -f); raise the limit and run again") from e
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or free < FULL_BELOW_BYTES:
             raise DiskFullError(errno.ENOSPC, f"{path}: not written, its disk is full ({free / 2**20:.0f} MiB "
                                 f"free in {path.parent}); free some space and run again (a training continues "

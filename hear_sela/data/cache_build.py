@@ -30,10 +30,12 @@ Legend: N segments, F mel bins, T frames per segment, S samples.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
@@ -62,7 +64,7 @@ from hear_sela.data.cache import (
     read_cache_json,
 )
 from hear_sela.data.records import ClipRecord
-from hear_sela.fileio import exclusive_lock, write_json
+from hear_sela.fileio import DiskFullError, FileSizeLimitError, exclusive_lock, write_json
 from hear_sela.frontend import LogMel
 
 log = logging.getLogger(__name__)
@@ -318,7 +320,10 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
             chunk.append((idx, audio, reason))
             bar.update(1)
             if len(chunk) == chunk_clips or idx == len(records) - 1:
-                _write_chunk(chunk, records, lm, spec, state, f_feat, f_log, batch_size, device, n_frames)
+                try:
+                    _write_chunk(chunk, records, lm, spec, state, f_feat, f_log, batch_size, device, n_frames)
+                except OSError as e:
+                    raise _out_of_space(e, root, state, len(records)) from e
                 state["build_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 write_json(root / PROGRESS, state)
@@ -328,6 +333,22 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
     if state["clips_done"] != len(records):
         raise CacheError(f"cache build in {root} stopped at clip {state['clips_done']} of {len(records)}")
     return _finalise(root, records, lm.cfg, seg_meta, state, n_mels, n_frames)
+
+
+def _out_of_space(e: OSError, root: Path, state: dict[str, Any], n_clips: int) -> OSError:
+    """A write of the cache failed: on a full disk (or a file size limit), drop the chunk half written (so its
+    space is free again) and say what is kept; any other OSError is returned as it is."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return e
+    for name, size in ((FEATURES, state["features_bytes"]), (CLIP_LOG, state["log_bytes"])):
+        os.truncate(root / name, size)
+    free = shutil.disk_usage(root).free
+    what = "its disk is full" if e.errno != errno.EFBIG else "a file would exceed this process's size limit (ulimit -f)"
+    error = FileSizeLimitError if e.errno == errno.EFBIG else DiskFullError
+    return error(e.errno, f"{root}: the feature cache could not be written, {what} ({free / 2**20:.0f} MiB "
+                         f"free); the finished part ({state['clips_done']} of {n_clips} clips, "
+                         f"{state['features_bytes'] / 2**20:.0f} MiB) is kept: free some space and run the same "
+                         f"command to resume it, or delete {root}")
 
 
 def _write_chunk(chunk: list[tuple[int, np.ndarray | None, str | None]], records: list[ClipRecord], lm: LogMel,

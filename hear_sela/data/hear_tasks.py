@@ -469,7 +469,14 @@ def validate_task(task_dir: str | Path) -> dict[str, int]:
     meta_path = task_dir / "task_metadata.json"
     if not meta_path.is_file():
         raise DataError(f"{task_dir}: no task_metadata.json")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{meta_path}: damaged JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: not a JSON object")
+    if meta.get("split_mode") == "trainvaltest":  # heareval needs no list of these three
+        meta.setdefault("splits", list(SPLITS))
     missing = {"task_name", "embedding_type", "prediction_type", "split_mode", "splits", "sample_duration",
                "evaluation"} - set(meta)
     if missing:
