@@ -61,12 +61,24 @@ def _refuse_foreign(path: Path) -> None:
         raise CheckpointError(f"{path}: is {kind}, not a model; {_MODEL_FILES}")
 
 
+def _require_readable(path: Path) -> None:
+    """A readable file at `path`, or a CheckpointError saying what is there instead (nothing, a folder, a file this
+    user may not read)."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a model file; {_MODEL_FILES} (e.g. {path / 'final.pt'})")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        open(path, "rb").close()
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied (this user may not read it)") from None
+
+
 def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    _require_readable(path)
     _refuse_foreign(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as e:  # pickle, zip and safe-unpickler errors all mean "not a checkpoint of ours"
         first = (str(e).splitlines() or [""])[0].split(". ")[0][:160]  # torch's own text runs to many lines
         raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {first})") from None
@@ -145,8 +157,7 @@ def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, 
 
 
 def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    _require_readable(path)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 

@@ -142,3 +142,11 @@ def test_dangling_and_looping_symlinks_are_reported_with_the_bad_files(tmp_path)
     assert [c.clip_id for c in cache.clips] == ["good"]
     assert {b["clip_id"]: b["reason"].split(" (")[0] for b in cache.bad_files} == {
         "gone": "file not found", "loop": "symlink loop"}
+
+
+def test_labels_csv_with_a_utf8_bom(mixed, tmp_path):
+    root, _ = mixed
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbffname,labels\nbirds/robin.wav,Bird\n")
+    labels = {r.clip_id: r.labels for r in scan_folder(root, csv_path)}
+    assert labels["birds/robin"] == ("Bird",)

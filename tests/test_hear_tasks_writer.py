@@ -243,3 +243,12 @@ def test_fewer_than_three_folds_are_refused(folder, tmp_path):
     with pytest.raises(DataError, match="--folds 2: heareval scores a k-fold task only with at least 3 folds"):
         write_scene_task(root, csv_path, tmp_path / "tasks", group_by="speaker", folds=2)
     assert not (tmp_path / "tasks").exists()
+
+
+def test_a_csv_with_a_utf8_bom_is_read(folder, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; the first column is still `fname`."""
+    root, csv_path = folder
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    task = write_scene_task(root, bom, tmp_path / "tasks", group_by="speaker", folds=3)
+    assert sum(validate_task(task).values()) == 36

@@ -130,6 +130,10 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise AudioError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes): nothing was written to it, or the copy failed")
+    try:  # libsndfile reports an unreadable file only as "System error"
+        open(path, "rb").close()
+    except PermissionError:
+        raise AudioError(path, "permission denied (this user may not read it)") from None
     data, sr = _read(path)  # (S, C)
     if sr <= 0:
         raise AudioError(path, f"invalid sample rate {sr}")
