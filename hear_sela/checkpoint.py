@@ -12,7 +12,9 @@ Everything stored is tensors and plain Python values, so `torch.load(weights_onl
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,51 @@ from torch import nn
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
 from hear_sela.fileio import atomic_write
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FORMAT = "hear_sela.checkpoint"
 EXPORT_FORMAT = "hear_sela.export"
+CHECKSUM = "tensor_sha256"  # beside the tensors in every file we write: sha256 of them (names, dtypes, shapes, bytes)
 
 
 class CheckpointError(ValueError):
     """A file is not a hear_sela checkpoint or export, or is damaged."""
 
 
+def tensor_checksum(obj: Any) -> str:
+    """sha256 over every tensor in `obj` (nested dicts and lists): its place, dtype, shape and bytes."""
+    h = hashlib.sha256()
+
+    def walk(x: Any, where: str) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())  # as bytes: bfloat16 has no numpy dtype
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                walk(x[k], f"{where}/{k}")
+        elif isinstance(x, list | tuple):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]")
+
+    walk(obj, "")
+    return h.hexdigest()
+
+
+def _verify(path: Path, stored: str | None, tensors: Any) -> None:
+    """Compare a file's stored checksum with its tensors; files written before checksums pass, with a debug note."""
+    if stored is None:
+        log.debug("%s: no %s (written before checkpoints carried one); its tensors are not verified", path, CHECKSUM)
+        return
+    if tensor_checksum(tensors) != stored:
+        raise CheckpointError(f"{path}: damaged: its tensors do not match the checksum stored with them (flipped bits, "
+                              "a bad copy or disk); use another copy, or an earlier checkpoint")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically save a training checkpoint; `state` must hold tensors and plain Python values only."""
     state = {"format": CHECKPOINT_FORMAT, **state}
+    state[CHECKSUM] = tensor_checksum(state)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -84,6 +120,7 @@ def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[st
         raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(obj, dict) or obj.get("format") not in (CHECKPOINT_FORMAT, EXPORT_FORMAT):
         raise CheckpointError(f"{path}: not a hear_sela checkpoint or export (no 'format' marker)")
+    _verify(path, obj.pop(CHECKSUM, None), obj)
     return obj
 
 
@@ -152,8 +189,11 @@ def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, 
     if out.suffix == ".safetensors":
         from safetensors.torch import save_file
 
+        meta[CHECKSUM] = tensor_checksum(state)
         return atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"hear_sela": json.dumps(meta)}))
-    return atomic_write(out, lambda tmp: torch.save({**meta, "encoder": state}, tmp))
+    obj = {**meta, "encoder": state}
+    obj[CHECKSUM] = tensor_checksum(obj)
+    return atomic_write(out, lambda tmp: torch.save(obj, tmp))
 
 
 def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -169,6 +209,7 @@ def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
         if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
             raise CheckpointError(f"{path}: safetensors file without hear_sela metadata")
+        _verify(path, meta.get(CHECKSUM), state)
         config_dict = meta.get("config")
     else:
         obj = _torch_load(path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 TMP_SUFFIX = ".tmp"  # atomic_write's temporaries: .<name>.<random>.tmp beside the file
+_OUR_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp puts 8 random characters before the suffix
 FULL_BELOW_BYTES = 64 * 2**20  # a failed write with less than this left on the device is taken as a full disk
 
 
@@ -138,3 +142,17 @@ def exclusive_lock(path: str | Path, busy: Callable[[], None] | None = None) -> 
             yield
         finally:
             fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete atomic_write's leftovers in `folder` (a writer killed mid-way leaves its hidden .<name>.<random>.tmp,
+    up to a checkpoint's size). Call only while no writer of ours can be at work there (holding the folder's lock).
+    Returns what was removed."""
+    removed = []
+    for p in Path(folder).iterdir() if Path(folder).is_dir() else ():
+        if _OUR_TMP.match(p.name) and p.is_file():
+            size = p.stat().st_size
+            p.unlink(missing_ok=True)
+            removed.append(p)
+            log.info("removed %s (%.1f MiB), left by a write that was interrupted", p, size / 2**20)
+    return removed

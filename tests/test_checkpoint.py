@@ -284,3 +284,44 @@ def test_an_export_whose_config_is_not_a_mapping_is_refused(trained, tmp_path):
     for load in (load_encoder_bundle, lambda p: export_encoder(p, tmp_path / "re.pt")):
         with pytest.raises(CheckpointError, match="odd.pt: its stored 'config' is str, not a mapping"):
             load(bad)
+
+
+# ---------------------------------------------------------------- checksums
+
+
+def _flip_a_bit(path, tensor_bytes: bytes) -> None:
+    """Flip one bit inside the stored bytes of a tensor (found by its content, so the container stays readable)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor_bytes)
+    assert at >= 0
+    data[at + len(tensor_bytes) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", "checkpoint"])
+def test_flipped_bits_are_caught_by_the_stored_checksum(trained, tmp_path, suffix):
+    src, cfg, enc = trained
+    if suffix == "checkpoint":
+        path = tmp_path / "last.pt"
+        save_checkpoint(path, {**encoder_checkpoint_state(cfg, enc), "step": 7})
+        load = load_checkpoint
+    else:
+        path = export_encoder(src, tmp_path / f"enc{suffix}")
+        load = load_encoder_bundle
+    load(path)  # intact: loads
+    weight = next(v for v in enc.state_dict().values() if v.is_floating_point() and v.numel() > 1000)
+    _flip_a_bit(path, weight.detach().contiguous().numpy().tobytes()[:4096])
+    with pytest.raises(CheckpointError, match=rf"{path.name}: damaged: its tensors do not match the checksum"):
+        load(path)
+
+
+def test_files_without_a_checksum_still_load_and_say_so_in_the_debug_log(trained, tmp_path, caplog):
+    import logging
+
+    src, _, _ = trained
+    old = tmp_path / "old.pt"
+    obj = load_checkpoint(src)  # as written before checksums: the same contents, no checksum key
+    torch.save(obj, old)
+    with caplog.at_level(logging.DEBUG, logger="hear_sela.checkpoint"):
+        assert load_checkpoint(old)["step"] == 7
+    assert "old.pt: no tensor_sha256" in caplog.text

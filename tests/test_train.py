@@ -260,3 +260,27 @@ def test_a_second_training_into_a_busy_folder_is_refused(tmp_path: Path):
         holder.wait()
     (tmp_path / "metrics.jsonl").unlink()
     assert train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache()).is_file()
+
+
+def test_a_killed_writes_leftover_is_removed_on_start(tmp_path: Path, caplog):
+    """A checkpoint write killed mid-way leaves atomic_write's hidden temporary; the next training there removes it
+    (and nothing else that starts with a dot)."""
+    import logging
+
+    tmp_path.mkdir(exist_ok=True)
+    leftover = tmp_path / ".last.pt.k3x_9QzA.tmp"
+    leftover.write_bytes(b"\0" * 4096)
+    mine = tmp_path / ".notes.tmp"
+    mine.write_text("not ours")
+    with caplog.at_level(logging.INFO):
+        train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    assert not leftover.exists() and mine.exists()
+    assert "left by a write that was interrupted" in caplog.text
+
+
+def test_more_clusters_than_segments_is_warned(tmp_path: Path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        train(tiny_config(tmp_path, **{"train.epochs": 1, "sela.clusters": 50}), cache=tiny_cache())
+    assert "sela.clusters=50 exceeds the 37 training segments" in caplog.text

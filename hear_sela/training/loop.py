@@ -32,7 +32,7 @@ from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
 from hear_sela.config import Config, ConfigError, config_to_dict
 from hear_sela.data.segments import SegmentDataset, make_loader
-from hear_sela.fileio import exclusive_lock
+from hear_sela.fileio import exclusive_lock, remove_stale_temporaries
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
 from hear_sela.training.online_eval import OnlineEvaluator
@@ -173,6 +173,7 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
                           "end, or train into another train.out_dir")
 
     with exclusive_lock(out_dir / RUN_LOCK, busy=refuse):
+        remove_stale_temporaries(out_dir)  # a checkpoint write killed mid-way; no writer of ours is at work here
         return _train(cfg, resume, cache)
 
 
@@ -258,6 +259,9 @@ def _train(cfg: Config, resume: str | None, cache) -> Path:
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
                  objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())
+        if objective.name == "sela" and cfg.sela.clusters > n:
+            log.warning("sela.clusters=%d exceeds the %d training segments: at least %d clusters stay empty at every "
+                        "label update; lower sela.clusters or add data", cfg.sela.clusters, n, cfg.sela.clusters - n)
 
     run = RunContext(cfg=cfg, device=device, features=cache.features, steps_per_epoch=steps_per_epoch, amp=amp,
                      channels_last=channels_last, log=logger.write)
