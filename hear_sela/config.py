@@ -366,6 +366,11 @@ class OnlineEvalConfig:
     logreg_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (on standardised embeddings)
     keep_exports: bool = False  # also write the encoder at each evaluated step (<out_dir>/steps/stepNNNNNNN.pt)
 
+    def validate(self) -> None:
+        _at_least("online_eval", self, 0, "every_steps", "max_clips")
+        _at_least("online_eval", self, 1, "knn_k")
+        _above("online_eval", self, 0, "logreg_c")
+
 
 @dataclass
 class Config:
@@ -382,7 +387,8 @@ class Config:
 
     def validate(self) -> Config:
         """Every value in range (ConfigError naming the key), so a bad value stops a run before any work."""
-        for section in (self.frontend, self.data, self.augment, self.sela, self.byol, self.optim, self.train):
+        for section in (self.frontend, self.data, self.augment, self.sela, self.byol, self.optim, self.train,
+                        self.online_eval):
             section.validate()
         return self
 

@@ -2,9 +2,10 @@
 applied by the resumed run (and logged as changed) or refused by name; the config the run stores is what ran.
 
 Applied: the length of the run (train.epochs; its schedules follow the new count), where and how it runs and logs
-(out_dir, device, amp, channels_last, log_every, ckpt_every_steps, resume), and the data and frontend keys, which
-`check_resume_data` then judges by the cache they give (an unchanged cache, or train.resume_relabel). Everything else
-(model, objective, optimiser, augmentation, SeLa/BYOL-A settings, seed, batch) shapes the state being resumed.
+(out_dir, device, amp, channels_last, log_every, ckpt_every_steps, resume, the online evaluation's probes), and the
+data and frontend keys, which `check_resume_data` then judges by the cache they give (an unchanged cache, or
+train.resume_relabel). Everything else (model, objective, optimiser, augmentation, SeLa/BYOL-A settings, seed,
+batch) shapes the state being resumed.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hear_sela.config import Config, config_to_dict
+from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
 from hear_sela.training.state import ResumeError
 
 log = logging.getLogger("hear_sela.train")
 
 APPLIED = ("name", "train.epochs", "train.out_dir", "train.resume", "train.resume_relabel", "train.device",
-           "train.amp", "train.channels_last", "train.log_every", "train.ckpt_every_steps", "data.", "frontend.")
+           "train.amp", "train.channels_last", "train.log_every", "train.ckpt_every_steps", "data.", "frontend.",
+           "online_eval.")
 FROM_THE_CACHE = ("frontend.norm_mean", "frontend.norm_std")  # filled by the feature cache, not by the recipe
 
 
@@ -34,8 +36,13 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(stored: dict[str, Any], cfg: Config) -> dict[str, tuple[Any, Any]]:
-    """{dotted key: (stored value, value now)} for every key whose value differs (norm statistics excepted)."""
-    old, new = _flat(stored), _flat(config_to_dict(cfg))
+    """{dotted key: (stored value, value now)} for every key whose value differs (norm statistics excepted). The
+    stored config is resolved first, so a key added since it was written counts at its default."""
+    try:
+        resolved = config_from_dict(stored, source="the checkpoint's stored config")
+    except ConfigError as e:
+        raise ResumeError(f"{e}; resume with the hear_sela version that wrote it, or train afresh") from None
+    old, new = _flat(config_to_dict(resolved)), _flat(config_to_dict(cfg))
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
             if k not in FROM_THE_CACHE and old.get(k) != new.get(k)}
 
