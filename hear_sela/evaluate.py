@@ -276,12 +276,12 @@ def list_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> list[str]
         raise DataError(f"tasks folder not found: {tasks_dir} (--tasks-dir: a folder of HEAR task folders)")
     if names:
         for name in names:
-            validate_task(tasks_dir / name)
+            validate_task(tasks_dir / name, own=False)
         return sorted(names)
     tasks, skipped = [], []
     for folder in sorted(p for p in tasks_dir.iterdir() if p.is_dir()):
         try:
-            validate_task(folder)
+            validate_task(folder, own=False)
             tasks.append(folder.name)
         except (ValueError, KeyError, OSError, RuntimeError) as e:  # DataError; a malformed JSON, CSV or WAV
             skipped.append(f"{folder.name} ({e})")

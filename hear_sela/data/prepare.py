@@ -59,9 +59,11 @@ def build_records(data_cfg: DataConfig, out_dir: str | Path) -> list[ClipRecord]
         if labels is None and (root / "labels.csv").is_file():
             labels = root / "labels.csv"
         return scan_folder(root, labels)
-    from hear_sela.data.fsd50k import load_fsd50k  # "fsd50k", the Literal's last choice
+    if data_cfg.source == "fsd50k":
+        from hear_sela.data.fsd50k import load_fsd50k
 
-    return load_fsd50k(data_cfg.root, data_cfg.split, data_cfg.on_bad_file)
+        return load_fsd50k(data_cfg.root, data_cfg.split, data_cfg.on_bad_file)
+    raise ConfigError(f"data.source must be one of 'synth', 'folder', 'fsd50k', got {data_cfg.source!r}")
 
 
 def cache_dir_of(cfg: Config) -> Path:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from hear_sela.config import OptimConfig
+from hear_sela.config import ConfigError, OptimConfig
 from hear_sela.training.schedules import lr_factor
 
 
@@ -16,7 +16,9 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.o
     params = [p for p in params if p.requires_grad]
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # "adam": the Literal's other choice
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")  # (a dataclasses.replace'd config)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int

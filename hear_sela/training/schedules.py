@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hear_sela.config import OptimConfig
+from hear_sela.config import ConfigError, OptimConfig
 
 
 def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) -> float:
@@ -18,5 +18,8 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) ->
         return 1.0
     if cfg.schedule == "step":
         return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_epochs)
-    total = max(epochs * steps_per_epoch - warmup, 1)  # "cosine", the Literal's last choice
-    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / total))
+    if cfg.schedule == "cosine":
+        total = max(epochs * steps_per_epoch - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / total))
+    # a loaded config cannot get here (Literal checked at load); a dataclasses.replace'd one can
+    raise ConfigError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")

@@ -31,7 +31,7 @@ from hear_sela.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from hear_sela.config import Config, config_from_dict
+from hear_sela.config import Config, ConfigError, config_from_dict
 from hear_sela.objectives.base import Objective
 from hear_sela.objectives.byol import ByolObjective
 from hear_sela.objectives.sela import SelaObjective
@@ -192,7 +192,9 @@ def build_objective(cfg: Config, n_segments: int, device: torch.device) -> Objec
     encoder = initial_encoder(cfg)
     if cfg.train.objective == "sela":
         return SelaObjective(cfg.sela, encoder, n_segments, cfg.train.seed, device)
-    return ByolObjective(cfg.byol, encoder, device)  # "byol": the Literal's other choice
+    if cfg.train.objective == "byol":
+        return ByolObjective(cfg.byol, encoder, device)
+    raise ConfigError(f"train.objective must be 'sela' or 'byol', got {cfg.train.objective!r}")
 
 
 @dataclass
