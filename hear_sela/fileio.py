@@ -16,7 +16,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".tmp"  # atomic_write's temporaries: .<name>.<random>.tmp beside the file
-_OUR_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp puts 8 random characters before the suffix
+_OUR_TMP = re.compile(rf"^\..+\.[A-Za-z0-9_]{{8}}{re.escape(TMP_SUFFIX)}$")  # mkstemp: 8 random characters
 FULL_BELOW_BYTES = 64 * 2**20  # a failed write with less than this left on the device is taken as a full disk
 
 

@@ -110,8 +110,6 @@ def test_analyze_into_a_read_only_folder(read_only, tmp_path, capsys):
 def _tiny_sela_checkpoint(tmp_path: Path) -> Path:
     import dataclasses
 
-    import torch
-
     from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
     from hear_sela.config import load_config
     from hear_sela.data.prepare import prepare_cache
@@ -124,7 +122,6 @@ def _tiny_sela_checkpoint(tmp_path: Path) -> Path:
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     objective = SelaObjective(cfg.sela, build_encoder(cfg), len(cache), seed=0)
     state = {**encoder_checkpoint_state(cfg, objective.encoder), **objective.state_dict(), "objective": "sela"}
-    del torch
     return save_checkpoint(tmp_path / "run" / "final.pt", state)
 
 
