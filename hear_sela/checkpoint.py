@@ -12,7 +12,9 @@ Everything stored is tensors and plain Python values, so `torch.load(weights_onl
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,51 @@ from torch import nn
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict
 from hear_sela.fileio import atomic_write
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FORMAT = "hear_sela.checkpoint"
 EXPORT_FORMAT = "hear_sela.export"
+CHECKSUM = "tensor_sha256"  # beside the tensors in every file we write: sha256 of them (names, dtypes, shapes, bytes)
 
 
 class CheckpointError(ValueError):
     """A file is not a hear_sela checkpoint or export, or is damaged."""
 
 
+def tensor_checksum(obj: Any) -> str:
+    """sha256 over every tensor in `obj` (nested dicts and lists): its place, dtype, shape and bytes."""
+    h = hashlib.sha256()
+
+    def walk(x: Any, where: str) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{t.dtype}|{tuple(x.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())  # as bytes: bfloat16 has no numpy dtype
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                walk(x[k], f"{where}/{k}")
+        elif isinstance(x, list | tuple):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]")
+
+    walk(obj, "")
+    return h.hexdigest()
+
+
+def _verify(path: Path, stored: str | None, tensors: Any) -> None:
+    """Compare a file's stored checksum with its tensors; files written before checksums pass, with a debug note."""
+    if stored is None:
+        log.debug("%s: no %s (written before checkpoints carried one); its tensors are not verified", path, CHECKSUM)
+        return
+    if tensor_checksum(tensors) != stored:
+        raise CheckpointError(f"{path}: damaged: its tensors do not match the checksum stored with them (flipped bits, "
+                              "a bad copy or disk); use another copy, or an earlier checkpoint")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically save a training checkpoint; `state` must hold tensors and plain Python values only."""
     state = {"format": CHECKPOINT_FORMAT, **state}
+    state[CHECKSUM] = tensor_checksum(state)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -61,17 +97,30 @@ def _refuse_foreign(path: Path) -> None:
         raise CheckpointError(f"{path}: is {kind}, not a model; {_MODEL_FILES}")
 
 
+def _require_readable(path: Path) -> None:
+    """A readable file at `path`, or a CheckpointError saying what is there instead (nothing, a folder, a file this
+    user may not read)."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a model file; {_MODEL_FILES} (e.g. {path / 'final.pt'})")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        open(path, "rb").close()
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied (this user may not read it)") from None
+
+
 def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    _require_readable(path)
     _refuse_foreign(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as e:  # pickle, zip and safe-unpickler errors all mean "not a checkpoint of ours"
         first = (str(e).splitlines() or [""])[0].split(". ")[0][:160]  # torch's own text runs to many lines
         raise CheckpointError(f"{path}: not a loadable hear_sela checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(obj, dict) or obj.get("format") not in (CHECKPOINT_FORMAT, EXPORT_FORMAT):
         raise CheckpointError(f"{path}: not a hear_sela checkpoint or export (no 'format' marker)")
+    _verify(path, obj.pop(CHECKSUM, None), obj)
     return obj
 
 
@@ -99,7 +148,7 @@ class EncoderBundle:
 
 def export_encoder(src: str | Path, out: str | Path, half: bool = False) -> Path:
     """Write an encoder-only export of a training checkpoint (or re-export an export). `.safetensors` or `.pt`."""
-    bundle_state, config_dict = _read_encoder_state(Path(src))
+    bundle_state, config_dict, _ = _read_checked(Path(src))  # a broken source is refused before anything is written
     return _write_export(bundle_state, config_dict, out, half)
 
 
@@ -116,12 +165,7 @@ def export_untrained(src: str | Path, out: str | Path) -> Path:
     """An export of the untrained initialisation of `src`'s run (a training checkpoint or an export): its config,
     so the same encoder, frontend and normalisation statistics, and the weights its seed gives before any step.
     The floor a self-supervised run is judged against first. The caller's RNG state is left alone."""
-    _, config_dict = _read_encoder_state(Path(src))
-    try:
-        cfg = config_from_dict(config_dict, source=str(src))
-    except ConfigError as e:
-        raise CheckpointError(f"{src}: its stored config does not match this version of hear_sela ({e})") from None
-    return write_untrained_export(cfg, out)
+    return write_untrained_export(_read_checked(Path(src))[2], out)
 
 
 def write_untrained_export(cfg: Config, out: str | Path) -> Path:
@@ -145,13 +189,15 @@ def _write_export(bundle_state: dict[str, torch.Tensor], config_dict: dict[str, 
     if out.suffix == ".safetensors":
         from safetensors.torch import save_file
 
+        meta[CHECKSUM] = tensor_checksum(state)
         return atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"hear_sela": json.dumps(meta)}))
-    return atomic_write(out, lambda tmp: torch.save({**meta, "encoder": state}, tmp))
+    obj = {**meta, "encoder": state}
+    obj[CHECKSUM] = tensor_checksum(obj)
+    return atomic_write(out, lambda tmp: torch.save(obj, tmp))
 
 
 def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    _require_readable(path)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -163,21 +209,60 @@ def _read_encoder_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
         if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
             raise CheckpointError(f"{path}: safetensors file without hear_sela metadata")
-        return state, meta["config"]
-    obj = _torch_load(path)
-    if "encoder" not in obj or "config" not in obj:
-        raise CheckpointError(f"{path}: hear_sela file without 'encoder' weights or 'config'")
-    return obj["encoder"], obj["config"]
+        _verify(path, meta.get(CHECKSUM), state)
+        config_dict = meta.get("config")
+    else:
+        obj = _torch_load(path)
+        if "encoder" not in obj or "config" not in obj:
+            raise CheckpointError(f"{path}: hear_sela file without 'encoder' weights or 'config'")
+        state, config_dict = obj["encoder"], obj["config"]
+    if not isinstance(config_dict, dict):
+        raise CheckpointError(f"{path}: its stored 'config' is {type(config_dict).__name__}, not a mapping; the file "
+                              "is damaged or not written by hear_sela")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: its 'encoder' is not a mapping of tensors")
+    return state, config_dict
+
+
+def _check_weights(path: Path, cfg: Config, state: dict[str, torch.Tensor]) -> None:
+    """The stored tensors are exactly those of the encoder the stored config describes (names and shapes, compared
+    on the meta device, so a crafted size allocates nothing) and finite."""
+    from hear_sela.encoders import build_encoder  # see load_encoder_bundle on why the import waits
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_encoder(cfg).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its stored config does not build an encoder ({e})") from None
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if have != expected:
+        diff = sorted(set(have) ^ set(expected)) or [k for k in expected if have[k] != expected[k]]
+        k = diff[0]
+        raise CheckpointError(f"{path}: encoder weights do not fit encoder {cfg.model.encoder!r} of its stored config "
+                              f"({len(diff)} tensor(s) differ; {k}: {have.get(k, 'missing')} in the file, "
+                              f"{expected.get(k, 'not expected')} expected)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite (NaN/inf) weights in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the file is damaged or from a diverged run")
+
+
+def _read_checked(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Config]:
+    """(encoder state, stored config as data, resolved config) of any checkpoint or export, every part checked."""
+    state, config_dict = _read_encoder_state(path)
+    try:
+        cfg = config_from_dict(config_dict, source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its stored config is invalid or from another version of hear_sela ({e})"
+                              ) from None
+    _check_weights(path, cfg, state)
+    return state, config_dict, cfg
 
 
 def load_encoder_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> EncoderBundle:
     """Load the encoder of any training checkpoint or export of ours, in eval mode, as float32."""
     path = Path(path)
-    state, config_dict = _read_encoder_state(path)
-    try:
-        cfg = config_from_dict(config_dict, source=str(path))
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: its stored config does not match this version of hear_sela ({e})") from None
+    state, _, cfg = _read_checked(path)
     # imported here: the encoders import timm, hence torch._dynamo and triton, which must come after the HEAR
     # module's load_triton_beside_tensorflow (heareval_compat) when tensorflow is loaded first
     from hear_sela.encoders import build_encoder

@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hear-sela {command}: interrupted" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
         return 130
     except Exception as e:
-        if args.verbose or not expected_error(e):  # -v: the traceback too
+        from hear_sela.fileio import os_error_line
+
+        line = str(e) if expected_error(e) else os_error_line(e)  # a read-only folder, a full disk: no traceback
+        if args.verbose or line is None:  # -v: the traceback too
             raise
-        print(f"hear-sela {command}: error: {e}", file=sys.stderr)
+        print(f"hear-sela {command}: error: {line}", file=sys.stderr)
         return 1
 
 
@@ -83,7 +86,8 @@ EXPECTED_ERRORS = (
     ("hear_sela.checkpoint", "CheckpointError"), ("hear_sela.config", "ConfigError"),
     ("hear_sela.data.audio", "AudioError"), ("hear_sela.data.cache", "CacheError"),
     ("hear_sela.data.records", "DataError"),
-    ("hear_sela.fileio", "DiskFullError"), ("hear_sela.training.loop", "NonFiniteLossError"),
+    ("hear_sela.fileio", "DiskFullError"), ("hear_sela.fileio", "FileSizeLimitError"),
+    ("hear_sela.training.loop", "NonFiniteLossError"),
     ("hear_sela.training.state", "ResumeError"),
 )
 

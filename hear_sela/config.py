@@ -7,6 +7,7 @@ Defaults follow the published settings named in each field's comment (see shared
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -29,8 +30,38 @@ def path_field(default: str | None) -> Any:
     return field(default=default, metadata=PATH)
 
 
+MAX_YAML_NODES = 100_000  # a recipe has a few hundred; aliases that expand beyond this are an "alias bomb"
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in `node` with every alias expanded (each node counted once per use), computed once per node."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.constructor.ConstructorError(None, None, "a recursive alias (a node that contains itself)",
+                                                node.start_mark)
+    open_nodes.add(key)
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+        node.value if isinstance(node, yaml.SequenceNode) else []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, sizes, open_nodes)
+        if size > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand to more than {MAX_YAML_NODES} values (an alias bomb?)", node.start_mark)
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-4` as a float: YAML 1.1 (PyYAML) needs a dot in the mantissa, YAML 1.2 does not."""
+    """SafeLoader that reads `1e-4` as a float (YAML 1.1, PyYAML, needs a dot in the mantissa, YAML 1.2 does not),
+    and refuses a document whose aliases expand beyond MAX_YAML_NODES before anything is built from it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)
 
 
 _Loader.add_implicit_resolver(
@@ -40,9 +71,49 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
-    """Parse recipe or override text; every YAML read in hear_sela goes through here."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+def load_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse recipe or override text; every YAML read in hear_sela goes through here. Bad YAML (syntax, a tag such
+    as !!python/object, an alias bomb) raises ConfigError naming `source` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{source}: line {mark.line + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML for hear_sela ({problem})") from None
+
+
+# ---------------------------------------------------------------- value checks (each dataclass's `validate`)
+
+
+def _require(key: str, value: Any, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def _at_least(section: str, obj: Any, low: float, *names: str) -> None:
+    """Each named field is a finite number >= low (None allowed where the field is optional)."""
+    for name in names:
+        v = getattr(obj, name)
+        if v is not None:
+            _require(f"{section}.{name}", v, _finite(v) and v >= low, f">= {low}")
+
+
+def _above(section: str, obj: Any, low: float, *names: str) -> None:
+    """Each named field is a finite number > low (None allowed where the field is optional)."""
+    for name in names:
+        v = getattr(obj, name)
+        if v is not None:
+            _require(f"{section}.{name}", v, _finite(v) and v > low, f"> {low}")
+
+
+def _range(key: str, pair: tuple[float, float]) -> None:
+    _require(key, list(pair), all(_finite(v) for v in pair) and 0 < pair[0] <= pair[1],
+             "[low, high] with 0 < low <= high")
 
 
 @dataclass
@@ -63,6 +134,18 @@ class FrontendConfig:
     norm_mean: float | None = None
     norm_std: float | None = None
 
+    def validate(self) -> None:
+        _at_least("frontend", self, 1, "sample_rate", "n_fft", "hop_length", "n_mels")
+        _require("frontend.win_length", self.win_length, self.win_length is None or 1 <= self.win_length <= self.n_fft,
+                 f"in 1..frontend.n_fft ({self.n_fft}) or null")
+        _require("frontend.f_min", self.f_min, _finite(self.f_min) and 0 <= self.f_min < self.f_max,
+                 f">= 0 and below frontend.f_max ({self.f_max})")
+        _require("frontend.f_max", self.f_max, _finite(self.f_max) and self.f_max <= self.sample_rate / 2,
+                 f"at most half the sample rate ({self.sample_rate / 2:g})")
+        _above("frontend", self, 0, "eps", "norm_std")  # a zero std divides every input by zero
+        _require("frontend.norm_mean", self.norm_mean, self.norm_mean is None or _finite(self.norm_mean),
+                 "a finite number or null")
+
 
 FRONTEND_PRESETS: dict[str, dict[str, Any]] = {
     "byola": {},
@@ -79,6 +162,10 @@ class SynthConfig:
     clip_seconds: float = 4.0
     seed: int = 0
     classes: list[str] | None = None  # a subset of hear_sela.data.synth.SYNTH_CLASSES; None = all
+
+    def validate(self) -> None:
+        _at_least("data.synth", self, 1, "clips_per_class")
+        _above("data.synth", self, 0, "clip_seconds")
 
 
 @dataclass
@@ -97,6 +184,14 @@ class DataConfig:
     on_stale: Literal["rebuild", "error"] = "rebuild"  # a cache built with another frontend/segments/clip list
     num_workers: int = 2
     synth: SynthConfig = field(default_factory=SynthConfig)
+
+    def validate(self) -> None:
+        _above("data", self, 0, "segment_seconds", "hop_seconds")
+        _require("data.min_segment_seconds", self.min_segment_seconds, _finite(self.min_segment_seconds)
+                 and 0 <= self.min_segment_seconds <= self.segment_seconds,
+                 f"in 0..data.segment_seconds ({self.segment_seconds})")
+        _at_least("data", self, 0, "num_workers")
+        self.synth.validate()
 
 
 @dataclass
@@ -128,6 +223,19 @@ class AugmentConfig:
     random_gain: bool = False  # off in BYOL-A; on in the audio SeLa code
     gain_range: tuple[float, float] = (0.5, 1.0)  # audio SeLa code; amplitude gain, the power scales by gain**2
     post_norm: bool = True  # BYOL-A v1 NormalizeBatch: standardise each batch (all views together)
+
+    def validate(self) -> None:
+        _at_least("augment", self, 0, "crop_frames", "fader_gain", "mixup_memory", "time_masks", "time_mask_width",
+                  "freq_masks", "freq_mask_width")
+        for name in ("rrc_virtual_scale", "rrc_freq_scale", "rrc_time_scale", "gain_range"):
+            _range(f"augment.{name}", getattr(self, name))
+        _require("augment.mixup_ratio", self.mixup_ratio, _finite(self.mixup_ratio) and 0 <= self.mixup_ratio <= 1,
+                 "in [0, 1]")
+
+
+# The named choices of sela.marginals (the rest are .npy files); objectives/label_update.py reads them, and
+# tests/test_config.py keeps its NAMED_MARGINALS equal to this one
+NAMED_MARGINALS = ("uniform", "gauss_redraw", "gauss", "gauss_selavi")
 
 
 @dataclass
@@ -170,11 +278,19 @@ class SelaConfig:
     view_kind: Literal["crops", "augment"] = "crops"
     head_groups: int = 1  # SeLaVi --ind_groups: heads shuffled into G groups, each labelled from its own fresh views
 
-    def __post_init__(self) -> None:
-        if self.views < 1:
-            raise ConfigError(f"sela.views must be >= 1, got {self.views}")
-        if not 1 <= self.head_groups <= self.heads:
-            raise ConfigError(f"sela.head_groups must lie in 1..sela.heads ({self.heads}), got {self.head_groups}")
+    def validate(self) -> None:
+        _at_least("sela", self, 1, "heads", "check_every", "max_iters", "n_updates", "chunk_size",
+                  "update_batch_size", "views")
+        _at_least("sela", self, 2, "clusters")
+        _above("sela", self, 0, "lamb", "tol")  # lamb <= 0 turns the solver's P = softmax^lamb upside down
+        _at_least("sela", self, 0, "gauss_sd", "confidence_alpha")
+        _require("sela.head_dropout", self.head_dropout, _finite(self.head_dropout) and 0 <= self.head_dropout < 1,
+                 "in [0, 1)")
+        _require("sela.head_groups", self.head_groups, 1 <= self.head_groups <= self.heads,
+                 f"in 1..sela.heads ({self.heads})")
+        _require("sela.update_epochs", self.update_epochs, all(e >= 0 for e in self.update_epochs), "epochs >= 0")
+        _require("sela.marginals", self.marginals, self.marginals in NAMED_MARGINALS or self.marginals.endswith(".npy"),
+                 f"one of {', '.join(NAMED_MARGINALS)} or a .npy file of the cluster prior")
 
 
 @dataclass
@@ -184,6 +300,10 @@ class ByolConfig:
     projection_hidden: int = 4096  # BYOL-A
     projection_dim: int = 256  # BYOL-A
     ema_decay: float = 0.99  # BYOL-A moving_average_decay
+
+    def validate(self) -> None:
+        _at_least("byol", self, 1, "projection_hidden", "projection_dim")
+        _require("byol.ema_decay", self.ema_decay, _finite(self.ema_decay) and 0 <= self.ema_decay <= 1, "in [0, 1]")
 
 
 @dataclass
@@ -199,6 +319,12 @@ class OptimConfig:
     gamma: float = 0.98  # audio SeLa code StepLR gamma
     warmup_epochs: int = 0  # (ours) linear warm-up; none in either reference
     clip_grad: float = 10.0  # audio SeLa code; 0 = off
+
+    def validate(self) -> None:
+        _above("optim", self, 0, "lr", "gamma")
+        _at_least("optim", self, 0, "weight_decay", "warmup_epochs", "clip_grad")
+        _at_least("optim", self, 1, "step_epochs")
+        _require("optim.momentum", self.momentum, _finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)")
 
 
 @dataclass
@@ -222,6 +348,9 @@ class TrainConfig:
     # SeLa starts a new label store, labelled by the resumed network at once (not bit-exact, by nature)
     resume_relabel: bool = False
 
+    def validate(self) -> None:
+        _at_least("train", self, 1, "epochs", "batch_size", "log_every", "max_steps_per_epoch", "ckpt_every_steps")
+
 
 @dataclass
 class OnlineEvalConfig:
@@ -237,6 +366,11 @@ class OnlineEvalConfig:
     logreg_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (on standardised embeddings)
     keep_exports: bool = False  # also write the encoder at each evaluated step (<out_dir>/steps/stepNNNNNNN.pt)
 
+    def validate(self) -> None:
+        _at_least("online_eval", self, 0, "every_steps", "max_clips")
+        _at_least("online_eval", self, 1, "knn_k")
+        _above("online_eval", self, 0, "logreg_c")
+
 
 @dataclass
 class Config:
@@ -250,6 +384,13 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     online_eval: OnlineEvalConfig = field(default_factory=OnlineEvalConfig)
+
+    def validate(self) -> Config:
+        """Every value in range (ConfigError naming the key), so a bad value stops a run before any work."""
+        for section in (self.frontend, self.data, self.augment, self.sela, self.byol, self.optim, self.train,
+                        self.online_eval):
+            section.validate()
+        return self
 
 
 # ---------------------------------------------------------------- building dataclasses from plain data
@@ -345,7 +486,7 @@ def parse_override(text: str) -> dict[str, Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    value = load_yaml(raw) if raw != "" else ""
+    value = load_yaml(raw, f"override {text!r}") if raw != "" else ""
     node: dict[str, Any] = {}
     cursor = node
     parts = key.split(".")
@@ -364,7 +505,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
             if preset not in FRONTEND_PRESETS:
                 raise ConfigError(f"frontend.preset: unknown preset {preset!r} (known: {sorted(FRONTEND_PRESETS)})")
             data["frontend"] = merge_dicts(FRONTEND_PRESETS[preset], data["frontend"])
-        return _from_dict(Config, data, "")
+        return _from_dict(Config, data, "").validate()
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -375,7 +516,7 @@ def recipe_data(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        loaded = load_yaml(path.read_text())
+        loaded = load_yaml(path.read_text(), str(path))
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -398,7 +539,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             path = resolve_recipe(path)  # a file, or a packaged recipe by name ("demo", "fsd50k_sela")
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from None
-    return config_from_dict(*recipe_data(path, overrides))
+    data, source = recipe_data(path, overrides)
+    cfg = config_from_dict(data, source)
+    marginals = cfg.sela.marginals
+    if marginals not in NAMED_MARGINALS and not Path(marginals).is_file():  # checked here, not in a stored config
+        raise ConfigError(f"{source}: sela.marginals={marginals!r}: no such file")
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -416,6 +562,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def frontend_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> FrontendConfig:
     try:
-        return _from_dict(FrontendConfig, data, "frontend")
+        frontend = _from_dict(FrontendConfig, data, "frontend")
+        frontend.validate()
+        return frontend
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from hear_sela.config import Config, ConfigError
+from hear_sela.data.records import DataError
 from hear_sela.fileio import read_json, write_json
 
 log = logging.getLogger("hear_sela.evaluate")
@@ -299,11 +300,29 @@ def _save_state(path: Path, state: dict) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def list_tasks(tasks_dir: Path) -> list[str]:
-    """Task folder names under `tasks_dir` (those holding a task_metadata.json), sorted."""
-    tasks = sorted(p.name for p in tasks_dir.iterdir() if (p / "task_metadata.json").is_file())
+def list_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> list[str]:
+    """The task folders under `tasks_dir` (or those `names`d), sorted, each checked by `validate_task` before
+    heareval sees it. Of the folder's own listing, one that is not a valid task is skipped and named with the
+    reason; a named task that is not valid, or a folder with none, raises DataError."""
+    from hear_sela.data.hear_tasks import validate_task
+
+    if not tasks_dir.is_dir():
+        raise DataError(f"tasks folder not found: {tasks_dir} (--tasks-dir: a folder of HEAR task folders)")
+    if names:
+        for name in names:
+            validate_task(tasks_dir / name, own=False)
+        return sorted(names)
+    tasks, skipped = [], []
+    for folder in sorted(p for p in tasks_dir.iterdir() if p.is_dir()):
+        try:
+            validate_task(folder, own=False)
+            tasks.append(folder.name)
+        except (ValueError, KeyError, OSError, RuntimeError) as e:  # DataError; a malformed JSON, CSV or WAV
+            skipped.append(f"{folder.name} ({e})")
+            log.warning("skipping %s: not a valid HEAR task (%s)", folder, e)
     if not tasks:
-        raise FileNotFoundError(f"no HEAR tasks (folders with task_metadata.json) in {tasks_dir}")
+        raise DataError(f"no valid HEAR tasks in {tasks_dir}" + (f"; skipped: {'; '.join(skipped)}" if skipped
+                                                                 else " (it is empty)"))
     return tasks
 
 
@@ -319,7 +338,7 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
     options = options or EvalOptions()
     tasks_dir, out_dir = Path(tasks_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks = list(tasks) if tasks else list_tasks(tasks_dir)
+    tasks = list_tasks(tasks_dir, tasks)
     specs = resolve_specs([untrained_export(s, out_dir / "untrained") for s in specs])
     state_path = out_dir / STATE_FILE
     state = _load_state(state_path)

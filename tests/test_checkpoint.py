@@ -222,3 +222,107 @@ def test_rng_capture_and_restore_survive_a_checkpoint(tmp_path):
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2] == again[2]
+
+
+# ---------------------------------------------------------------- loadable but broken files
+
+
+def _export_with(path, trained, config_change=None, weight_change=None):
+    """A .pt export of `trained` with its stored config or weights altered (as a damaged or crafted file would be)."""
+    src, cfg, enc = trained
+    obj = load_checkpoint(src)
+    config = obj["config"]
+    encoder = dict(obj["encoder"])
+    if config_change:
+        config = config_change(config)
+    if weight_change:
+        weight_change(encoder)
+    torch.save({"format": "hear_sela.export", "config": config, "encoder": encoder}, path)
+    return path
+
+
+def _with(config, section, key, value):
+    return {**config, section: {**config[section], key: value}}
+
+
+@pytest.mark.parametrize("key,value,phrase", [
+    ("norm_std", 0.0, "frontend.norm_std must be > 0"),  # NaN embeddings otherwise
+    ("norm_mean", float("nan"), "frontend.norm_mean must be a finite number"),
+])
+def test_bad_normalisation_statistics_are_refused_by_name(trained, tmp_path, key, value, phrase):
+    bad = _export_with(tmp_path / "bad.pt", trained, lambda c: _with(c, "frontend", key, value))
+    with pytest.raises(CheckpointError, match=f"bad.pt: .*{phrase}"):
+        load_encoder_bundle(bad)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(trained, tmp_path):
+    def poison(encoder):
+        name = next(k for k, v in encoder.items() if v.is_floating_point())
+        encoder[name] = encoder[name].clone()
+        encoder[name].view(-1)[3] = float("nan")
+
+    bad = _export_with(tmp_path / "nan.pt", trained, weight_change=poison)
+    with pytest.raises(CheckpointError, match=r"nan.pt: non-finite \(NaN/inf\) weights in 1 tensor"):
+        load_encoder_bundle(bad)
+    with pytest.raises(CheckpointError, match="non-finite"):  # nor is it exported
+        export_encoder(bad, tmp_path / "again.safetensors")
+    assert not (tmp_path / "again.safetensors").exists()
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: {**c, "model": {"encoder": "audiontt", "encoder_kwargs": {"d": 2**20}}},  # a 4 TB layer
+    lambda c: _with(c, "frontend", "n_mels", 2**16),
+], ids=["d", "n_mels"])
+def test_crafted_sizes_are_checked_against_the_tensors_before_anything_is_allocated(trained, tmp_path, change):
+    """The stored config's sizes are compared with the file's tensors on the meta device, before any allocation."""
+    bad = _export_with(tmp_path / "big.pt", trained, change)
+    with pytest.raises(CheckpointError, match=r"big.pt: encoder weights do not fit encoder 'audiontt(_d512)?'"):
+        load_encoder_bundle(bad)
+
+
+def test_an_export_whose_config_is_not_a_mapping_is_refused(trained, tmp_path):
+    bad = _export_with(tmp_path / "odd.pt", trained, lambda c: "not a config")
+    for load in (load_encoder_bundle, lambda p: export_encoder(p, tmp_path / "re.pt")):
+        with pytest.raises(CheckpointError, match="odd.pt: its stored 'config' is str, not a mapping"):
+            load(bad)
+
+
+# ---------------------------------------------------------------- checksums
+
+
+def _flip_a_bit(path, tensor_bytes: bytes) -> None:
+    """Flip one bit inside the stored bytes of a tensor (found by its content, so the container stays readable)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor_bytes)
+    assert at >= 0
+    data[at + len(tensor_bytes) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", "checkpoint"])
+def test_flipped_bits_are_caught_by_the_stored_checksum(trained, tmp_path, suffix):
+    src, cfg, enc = trained
+    if suffix == "checkpoint":
+        path = tmp_path / "last.pt"
+        save_checkpoint(path, {**encoder_checkpoint_state(cfg, enc), "step": 7})
+        load = load_checkpoint
+    else:
+        path = export_encoder(src, tmp_path / f"enc{suffix}")
+        load = load_encoder_bundle
+    load(path)  # intact: loads
+    weight = next(v for v in enc.state_dict().values() if v.is_floating_point() and v.numel() > 1000)
+    _flip_a_bit(path, weight.detach().contiguous().numpy().tobytes()[:4096])
+    with pytest.raises(CheckpointError, match=rf"{path.name}: damaged: its tensors do not match the checksum"):
+        load(path)
+
+
+def test_files_without_a_checksum_still_load_and_say_so_in_the_debug_log(trained, tmp_path, caplog):
+    import logging
+
+    src, _, _ = trained
+    old = tmp_path / "old.pt"
+    obj = load_checkpoint(src)  # as written before checksums: the same contents, no checksum key
+    torch.save(obj, old)
+    with caplog.at_level(logging.DEBUG, logger="hear_sela.checkpoint"):
+        assert load_checkpoint(old)["step"] == 7
+    assert "old.pt: no tensor_sha256" in caplog.text

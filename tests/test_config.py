@@ -133,3 +133,73 @@ def test_choice_fields_are_checked_at_recipe_load_naming_recipe_and_choices(tmp_
     assert str(recipe) in str(err.value) and f"{section}.{key}" in str(err.value) and repr(bad) in str(err.value)
     assert all(repr(c) in str(err.value) for c in choices) and len(choices) > 1
     assert getattr(getattr(load_config(recipe, [f"{section}.{key}={choices[-1]}"]), section), key) == choices[-1]
+
+
+@pytest.mark.parametrize("override,rule", [
+    ("train.epochs=0", ">= 1"), ("train.epochs=-3", ">= 1"), ("train.batch_size=0", ">= 1"),
+    ("train.log_every=0", ">= 1"), ("sela.lamb=0", "> 0"), ("sela.lamb=-25", "> 0"), ("sela.tol=0", "> 0"),
+    ("sela.clusters=1", ">= 2"), ("sela.head_dropout=1.0", "in [0, 1)"), ("optim.lr=0", "> 0"),
+    ("optim.lr=.nan", "> 0"), ("optim.step_epochs=0", ">= 1"), ("optim.momentum=1.5", "in [0, 1)"),
+    ("frontend.n_mels=0", ">= 1"), ("frontend.f_max=9000", "at most half the sample rate"),
+    ("frontend.norm_std=0", "> 0"), ("data.segment_seconds=0", "> 0"), ("augment.mixup_ratio=2", "in [0, 1]"),
+    ("augment.rrc_freq_scale=[1.5, 0.6]", "0 < low <= high"), ("byol.ema_decay=1.1", "in [0, 1]"),
+    ("sela.marginals=unifrom", "one of uniform"),
+])
+def test_values_out_of_range_are_refused_at_load_by_name(override, rule):
+    """Every bad value stops at load, naming the key, before a cache is built or a step runs."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"<defaults> \+ overrides: {key.replace('.', '[.]')} must be .*") as err:
+        load_config(None, [override])
+    assert rule in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_marginals_file_is_refused_at_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"sela.marginals='.*prior.npy': no such file"):
+        load_config(None, [f"sela.marginals={tmp_path / 'prior.npy'}"])
+
+
+def test_named_marginals_are_the_solvers():
+    """config.py checks sela.marginals against the names the label update reads (one list each side, kept equal)."""
+    from hear_sela.config import NAMED_MARGINALS
+    from hear_sela.objectives import label_update
+
+    assert set(NAMED_MARGINALS) == set(label_update.NAMED_MARGINALS)
+
+
+def test_train_cli_refuses_non_positive_epochs_before_any_work(tmp_path, capsys):
+    from hear_sela.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "demo", f"train.out_dir={out}", "train.epochs=0"]) == 1
+    assert not out.exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases (9**9 values once expanded) inside model.encoder_kwargs: refused while parsing,
+    naming the file, instead of minutes and gigabytes before the unknown-key check."""
+    import time
+
+    lines = ["model:", "  encoder_kwargs:", "    a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb.yaml: line \d+: .*aliases expand to more than"):
+        load_config(recipe)
+    assert time.perf_counter() - start < 5
+    recipe.write_text("model:\n  encoder_kwargs: &k {d: 32}\nsela: {heads: 2}\n")  # a small alias stays fine
+    assert load_config(recipe).model.encoder_kwargs == {"d": 32}
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("train:\n  epochs: [1, 2\n", "line 3"),  # unclosed flow sequence: reported where the parser gave up
+    ("train:\n  out_dir: !!python/object/apply:os.system [echo hi]\n", "line 2"),
+    ("a: &r [*r]\n", "line 1"),
+])
+def test_bad_yaml_is_one_line_naming_the_file_and_line(tmp_path, text, problem):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe)
+    msg = str(err.value)
+    assert msg.startswith(f"{recipe}: {problem}:") and "\n" not in msg, msg

@@ -155,3 +155,24 @@ def test_complete_wavs_with_extra_chunks_are_not_called_truncated(tmp_path):
     path.write_bytes(whole[:-3000])  # the same layout cut off: the header is walked past the odd chunk
     with pytest.raises(AudioError, match="truncated WAV: the header declares 8000 frames"):
         load_audio(path)
+
+
+def test_an_unreadable_file_is_called_permission_denied(tmp_path, monkeypatch):
+    """libsndfile says only "System error" for a file this user may not read; we say what it is."""
+    import builtins
+    import os
+
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: refuse the open as the kernel would for another user
+        real_open = builtins.open
+
+        def guarded(file, *args, **kwargs):
+            if os.fspath(file) == os.fspath(path):
+                raise PermissionError(13, "Permission denied", os.fspath(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", guarded)
+    with pytest.raises(AudioError, match=r"locked.wav: permission denied"):
+        load_audio(path)

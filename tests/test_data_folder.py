@@ -119,3 +119,34 @@ def test_missing_or_empty_folder(tmp_path):
 
 def test_synth_corpus_scans_to_the_same_records(tiny_corpus):
     assert scan_folder(tiny_corpus.root, tiny_corpus.root / "labels.csv") == tiny_corpus.records
+
+
+def test_dangling_and_looping_symlinks_are_reported_with_the_bad_files(tmp_path):
+    """The README promises missing files are reported: a broken link is listed, and its decode names the problem."""
+    from hear_sela.config import FrontendConfig
+    from hear_sela.data.audio import AudioError
+    from hear_sela.data.cache_build import build_feature_cache
+
+    root = tmp_path / "sounds"
+    root.mkdir()
+    sf.write(root / "good.wav", _noise(16000, 1.5), 16000)
+    (root / "gone.wav").symlink_to(root / "deleted.wav")
+    (root / "loop.wav").symlink_to(root / "loop.wav")
+    records = scan_folder(root)
+    assert [r.clip_id for r in records] == ["gone", "good", "loop"]
+    with pytest.raises(AudioError, match="dangling symlink"):
+        load_audio(root / "gone.wav")
+    with pytest.raises(AudioError, match="symlink loop"):
+        load_audio(root / "loop.wav")
+    cache = build_feature_cache(records, FrontendConfig(), tmp_path / "cache", 1.0, 0.5, 0.5, num_workers=0)
+    assert [c.clip_id for c in cache.clips] == ["good"]
+    assert {b["clip_id"]: b["reason"].split(" (")[0] for b in cache.bad_files} == {
+        "gone": "file not found", "loop": "symlink loop"}
+
+
+def test_labels_csv_with_a_utf8_bom(mixed, tmp_path):
+    root, _ = mixed
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbffname,labels\nbirds/robin.wav,Bird\n")
+    labels = {r.clip_id: r.labels for r in scan_folder(root, csv_path)}
+    assert labels["birds/robin"] == ("Bird",)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hear_sela.data.hear_tasks import write_task
 from hear_sela.evaluate import (
     DIFF_COLUMN,
     WEIGHTS_ONLY_ENV,
@@ -26,14 +27,16 @@ TASKS = {"task_a": ("top1_acc", False), "task_b": ("mAP", True)}  # name -> (met
 
 
 def _write_tasks(root: Path) -> Path:
+    """Two small valid tasks in HEAR's layout (evaluate runs validate_task on each before heareval sees it)."""
     for name, (metric, kfold) in TASKS.items():
-        (root / name).mkdir(parents=True)
-        meta = {"task_name": name, "embedding_type": "scene", "prediction_type": "multiclass",
-                "split_mode": "new_split_kfold" if kfold else "trainvaltest", "evaluation": [metric]}
-        (root / name / "task_metadata.json").write_text(json.dumps(meta))
         splits = {"fold00": 2, "fold01": 3} if kfold else {"train": 4, "valid": 1, "test": 3}  # split -> clips
-        for split, n in splits.items():
-            (root / name / f"{split}.json").write_text(json.dumps({f"{split}_{i}.wav": ["x"] for i in range(n)}))
+        meta = {"task_name": name, "embedding_type": "scene", "prediction_type": "multiclass",
+                "split_mode": "new_split_kfold" if kfold else "trainvaltest", "splits": list(splits),
+                "sample_duration": 0.1, "evaluation": [metric]}
+        bounds = np.cumsum([0, *splits.values()])
+        n = int(bounds[-1])
+        write_task(root / name, meta, ["x"], [np.zeros(1600)] * n, [["x"]] * n,
+                   {s: list(range(bounds[k], bounds[k + 1])) for k, s in enumerate(splits)})
     return root
 
 
@@ -269,3 +272,35 @@ def test_every_module_is_checked_before_any_work(tmp_path, monkeypatch, caplog):
         assert cli(["evaluate", "--tasks-dir", str(tmp_path), "--out", str(tmp_path / "out"),
                     "--module", "good_hear_mod", "--module", "hearbaseline"]) == 1
     assert "hearbaseline (ModuleNotFoundError" in caplog.text
+
+
+def test_invalid_task_folders_are_skipped_by_name_before_heareval(setup, caplog):
+    """A folder without task_metadata.json and a task whose WAVs do not match its metadata never reach heareval;
+    each is named with its reason."""
+    tasks, specs, scores, out = setup
+    (tasks / "notes").mkdir()
+    import shutil
+
+    shutil.copytree(tasks / "task_a", tasks / "task_c")
+    meta = json.loads((tasks / "task_c" / "task_metadata.json").read_text())
+    (tasks / "task_c" / "task_metadata.json").write_text(json.dumps({**meta, "sample_duration": 0.5}))
+    fake = FakeHeareval(scores)
+    table = evaluate_modules(tasks, specs[:1], out, EvalOptions(grid="fast", runner="heareval"), runner=fake)
+    assert list(table["task"])[:2] == ["task_a", "task_b"] and "task_c" not in list(table["task"])
+    seen = {c[1][c[1].index("--task") + 1] for c in fake.calls if c[0] == "embeddings"}
+    assert seen == {"task_a", "task_b"}
+    assert "skipping" in caplog.text and "notes" in caplog.text and "no task_metadata.json" in caplog.text
+    assert "task_c" in caplog.text and "want 16000 Hz mono, 8000 samples" in caplog.text
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_evaluate_on_a_missing_or_empty_tasks_folder_is_one_line(tmp_path, capsys, state):
+    from hear_sela.cli import main
+
+    tasks = tmp_path / "tasks"
+    if state == "empty":
+        tasks.mkdir()
+    assert main(["evaluate", "--tasks-dir", str(tasks), "--module", "x=hear_sela", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tasks) in err[0], err
+    assert ("tasks folder not found" if state == "missing" else "(it is empty)") in err[0]

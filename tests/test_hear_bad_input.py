@@ -120,3 +120,10 @@ def test_thirty_minutes_of_audio(model):
     # the first minute of the clip embeds like the same minute on its own only through its own frames
     head = hear_sela.get_timestamp_embeddings(x[:, :60 * SR], model)[0]
     torch.testing.assert_close(emb[:, :1000], head[:, :1000], rtol=1e-4, atol=1e-5)
+
+
+def test_load_model_on_a_directory_says_it_is_one(tmp_path):
+    from hear_sela.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"is a directory, not a model file; .*final.pt"):
+        hear_sela.load_model(str(tmp_path))

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from hear_sela.cli import main as cli_main
 from hear_sela.data import hear_tasks
+from hear_sela.data.audio import AudioError
 from hear_sela.data.hear_tasks import SAMPLE_RATE, TaskClip, assign_partitions, validate_task, write_scene_task
 from hear_sela.data.records import DataError
 
@@ -229,3 +230,53 @@ def test_synth_corpus_labels_csv_makes_a_task(tmp_path, capsys):
     assert cli_main(["tasks", str(corpus), "--labels", str(corpus / "labels.csv"), "--out", str(tmp_path / "t"),
                      "--folds", "3"]) == 0
     assert "6 clips" in capsys.readouterr().out
+
+
+def test_rows_that_leave_the_folder_are_refused(folder, tmp_path):
+    """A fname of ../x.wav or /abs/x.wav would copy a file from outside FOLDER into the task."""
+    root, csv_path = folder
+    outside = tmp_path / "secret.wav"
+    sf.write(outside, _tone(0.8, 300.0), SAMPLE_RATE)
+    rows = _read_rows(csv_path)
+    rows.append(["../secret.wav", "yes", "spk98"])  # line 38
+    rows.append([str(outside), "no", "spk99"])  # line 39
+    bad = tmp_path / "escape.csv"
+    _write_rows(bad, rows)
+    with pytest.raises(DataError) as e:
+        write_scene_task(root, bad, tmp_path / "tasks", group_by="speaker", folds=3)
+    msg = str(e.value)
+    assert "2 bad row(s)" in msg and "line 38: '../secret.wav' is outside the audio folder" in msg
+    assert f"line 39: {str(outside)!r} is outside the audio folder" in msg
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_a_failed_write_leaves_no_task_behind(folder, tmp_path):
+    """NaN audio found while writing: no task folder (evaluate would pick it up), no hidden leftover, and the rerun
+    after the fix is not refused."""
+    root, csv_path = folder
+    good = sf.read(root / "up/spk05_2.wav")[0]
+    sf.write(root / "up/spk05_2.wav", np.full_like(good, np.nan), SAMPLE_RATE, subtype="FLOAT")
+    tasks = tmp_path / "tasks"
+    with pytest.raises(AudioError, match="spk05_2.wav"):
+        write_scene_task(root, csv_path, tasks, name="kw", group_by="speaker", folds=3, clip_seconds=1.0)
+    assert list(tasks.iterdir()) == []
+    sf.write(root / "up/spk05_2.wav", good, SAMPLE_RATE)
+    task = write_scene_task(root, csv_path, tasks, name="kw", group_by="speaker", folds=3, clip_seconds=1.0)
+    assert sum(validate_task(task).values()) == 36 and [p.name for p in tasks.iterdir()] == ["kw"]
+
+
+def test_fewer_than_three_folds_are_refused(folder, tmp_path):
+    """heareval cannot score a presplit_kfold task of 2 folds."""
+    root, csv_path = folder
+    with pytest.raises(DataError, match="--folds 2: heareval scores a k-fold task only with at least 3 folds"):
+        write_scene_task(root, csv_path, tmp_path / "tasks", group_by="speaker", folds=2)
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_a_csv_with_a_utf8_bom_is_read(folder, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; the first column is still `fname`."""
+    root, csv_path = folder
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    task = write_scene_task(root, bom, tmp_path / "tasks", group_by="speaker", folds=3)
+    assert sum(validate_task(task).values()) == 36

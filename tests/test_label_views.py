@@ -191,7 +191,7 @@ def test_mean_pairwise_head_nmi_on_a_hand_made_case_and_in_the_log(tmp_path):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("sela.views=0", "sela.views must be >= 1, got 0"),
-    ("sela.head_groups=5", r"sela.head_groups must lie in 1..sela.heads \(4\), got 5"),
+    ("sela.head_groups=5", r"sela.head_groups must be in 1..sela.heads \(4\), got 5"),
     ("sela.view_kind=midside", "sela.view_kind must be one of 'crops', 'augment'"),
 ])
 def test_bad_view_settings_fail_at_load_naming_the_recipe_and_key(override, message):
@@ -202,6 +202,7 @@ def test_bad_view_settings_fail_at_load_naming_the_recipe_and_key(override, mess
 
 def test_the_ablation_overrides_load_onto_the_real_recipe():
     """recipes/ablations/overrides/*.yaml (recipes/ablations/README.md): dotted keys onto recipes/real_sela.yaml."""
+    from hear_sela.commands.ablate import read_variant
     from hear_sela.config import load_yaml
 
     recipes = Path(__file__).resolve().parents[1] / "recipes"
@@ -209,7 +210,8 @@ def test_the_ablation_overrides_load_onto_the_real_recipe():
     for path in sorted((recipes / "ablations" / "overrides").glob("*.yaml")):
         over = load_yaml(path.read_text())
         assert isinstance(over, dict) and (over or path.stem == "baseline"), path  # baseline: the recipe as is
-        loaded[path.stem] = load_config(recipes / "real_sela.yaml", [f"{k}={v}" for k, v in over.items()])
+        # as `hear-sela ablate` reads them: a relative path setting (marg_prior's .npy) is relative to the file
+        loaded[path.stem] = load_config(recipes / "real_sela.yaml", read_variant(path))
     assert (loaded["views2"].sela.views, loaded["views2"].sela.head_groups) == (2, 1)
     assert (loaded["groups2"].sela.views, loaded["groups2"].sela.head_groups) == (1, 2)
 

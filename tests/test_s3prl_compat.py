@@ -238,3 +238,27 @@ def test_launcher_usage(capsys):
     assert launcher_main([]) == 2
     assert launcher_main(["shims"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(SHIMS)
+
+
+class _RunsCode:
+    """Unpickling this creates the file `path`: a stand-in for a checkpoint that runs code when loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_launcher_never_unpickles_code_whatever_the_environment(tmp_path):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns s3prl's bare torch.load into a full unpickler; the launcher drops it
+    and refuses such a file in one line."""
+    marker, evil = tmp_path / "code_ran", tmp_path / "EVIL.pt"
+    torch.save({"Args": _RunsCode(marker)}, evil)
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    out = subprocess.run([sys.executable, "-m", "hear_sela.s3prl_compat", "run_downstream", "-m", "evaluate",
+                          "-e", str(evil)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert not marker.exists()
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "refused to load a checkpoint that holds more than weights" in out.stderr
+    assert "EVIL.pt" in out.stderr.splitlines()[-1] and "Traceback" not in out.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle
+from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle, save_checkpoint
 from hear_sela.config import ConfigError, load_config
 from hear_sela.training.loop import NonFiniteLossError, train
 from hear_sela.training.state import ResumeError
@@ -87,7 +87,7 @@ def test_resume_guards(tmp_path: Path):
         train(cfg, cache=tiny_cache())
     assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
     assert load_checkpoint(final)["finished"]
-    with pytest.raises(ValueError, match="objective 'sela'"):
+    with pytest.raises(ValueError, match="train.objective is 'sela'"):
         train(tiny_config(tmp_path, "byol", **{"train.epochs": 1}), resume=str(final), cache=tiny_cache())
 
 
@@ -222,3 +222,69 @@ def test_dead_units_are_logged_and_reported(tmp_path: Path):
     feats = np.abs(np.random.default_rng(0).normal(size=(10, 6)))
     feats[:, [1, 4]] = 0
     assert dead_units_of({"encoder": feats}) == {"encoder": pytest.approx(2 / 6)}
+
+
+def test_resume_applies_or_refuses_each_changed_key_by_name(tmp_path: Path):
+    """An edited recipe under --resume: the run length is applied (and stored); a key the resumed state depends on
+    (optim.lr, the encoder's width, sela.clusters) is refused by name, before any training."""
+    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    for key, value, named in (("optim.lr", 0.01, "optim.lr"), ("sela.clusters", 5, "sela.clusters"),
+                              ("model.encoder_kwargs", {"d": 48, "channels": 4}, "model.encoder_kwargs.d")):
+        with pytest.raises(ResumeError, match=rf"{named.replace('.', '[.]')} is .* in this checkpoint") as err:
+            train(tiny_config(tmp_path, **{"train.epochs": 2, key: value}), resume="auto", cache=tiny_cache())
+        assert "\n" not in str(err.value)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # nothing ran
+    # a checkpoint written before a config section existed: the section counts at its defaults, not as a change
+    old = load_checkpoint(tmp_path / "last.pt")
+    del old["config"]["online_eval"]
+    save_checkpoint(tmp_path / "last.pt", old)
+    final = train(tiny_config(tmp_path, **{"train.epochs": 2}), resume="auto", cache=tiny_cache())
+    stored = load_checkpoint(final)
+    assert stored["epoch"] == 2 and stored["config"]["train"]["epochs"] == 2
+    assert stored["config"]["optim"]["lr"] == 0.05
+
+
+def test_a_second_training_into_a_busy_folder_is_refused(tmp_path: Path):
+    """Another process training into train.out_dir (it holds the folder's lock): refused in one line, nothing of
+    the other run touched; once it ends, the folder is free again."""
+    import subprocess
+
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(tmp_path / '.train.lock')!r}, 'a'); fcntl.lockf(f, fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "metrics.jsonl").write_text("the other run's\n")
+        with pytest.raises(ResumeError, match="in use by another training") as err:
+            train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+        assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+        assert (tmp_path / "metrics.jsonl").read_text() == "the other run's\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    (tmp_path / "metrics.jsonl").unlink()
+    assert train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache()).is_file()
+
+
+def test_a_killed_writes_leftover_is_removed_on_start(tmp_path: Path, caplog):
+    """A checkpoint write killed mid-way leaves atomic_write's hidden temporary; the next training there removes it
+    (and nothing else that starts with a dot)."""
+    import logging
+
+    tmp_path.mkdir(exist_ok=True)
+    leftover = tmp_path / ".last.pt.k3x_9QzA.tmp"
+    leftover.write_bytes(b"\0" * 4096)
+    mine = tmp_path / ".notes.tmp"
+    mine.write_text("not ours")
+    with caplog.at_level(logging.INFO):
+        train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    assert not leftover.exists() and mine.exists()
+    assert "left by a write that was interrupted" in caplog.text
+
+
+def test_more_clusters_than_segments_is_warned(tmp_path: Path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        train(tiny_config(tmp_path, **{"train.epochs": 1, "sela.clusters": 50}), cache=tiny_cache())
+    assert "sela.clusters=50 exceeds the 37 training segments" in caplog.text

@@ -85,6 +85,7 @@ def test_short_clips_are_named_and_kept_zero_padded_on_request(tmp_path: Path, c
 
 def test_tilde_is_expanded_in_every_path_setting(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "prior.npy").touch()  # a missing marginals file is refused at load
     cfg = load_config(None, ["data.root=~/audio", "data.labels_csv=~/l.csv", "data.cache_dir=~/cache",
                              "train.out_dir=~/run", "train.resume=~/run/last.pt", "sela.marginals=~/prior.npy"])
     home = str(tmp_path)
@@ -135,3 +136,21 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(tmp_path: Path,
     err = one_line_error(capsys)
     assert f"{cfg.train.out_dir}/last.pt (epoch 1, step 4)" in err
     assert f"hear-sela train {rec} train.epochs=3 --resume" in err
+
+
+def test_a_copied_run_folder_resumes(tmp_path: Path, caplog):
+    """The synth corpus and the cache live in the run folder; a copy resumes as the original would (clip paths
+    count relative to the data root), its cache reused with its paths updated, not rebuilt."""
+    import logging
+    import shutil
+
+    over = {"data.segment_seconds": 1.0, "data.hop_seconds": 1.0, "train.batch_size": 4,
+            "data.synth": {"clips_per_class": 3, "clip_seconds": 1.5, "classes": ["knock", "chirp_up"]}}
+    train(tiny_config(tmp_path / "a", **{**over, "train.epochs": 1}))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with caplog.at_level(logging.INFO):
+        final = train(tiny_config(tmp_path / "b", **{**over, "train.epochs": 2}), resume="auto")
+    assert load_checkpoint(final)["epoch"] == 2
+    assert "manifest paths updated" in caplog.text and "rebuilding" not in caplog.text
+    manifest = json.loads((tmp_path / "b" / "cache" / "manifest.json").read_text())
+    assert all(c["path"].startswith(str(tmp_path / "b")) for c in manifest["clips"])

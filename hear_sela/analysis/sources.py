@@ -89,7 +89,7 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
             path = Path(item)
             if not path.is_file():
                 raise ConfigError(f"--data {item!r}: neither a key=value override nor an existing recipe file")
-            recipe = load_yaml(path.read_text()) or {}
+            recipe = load_yaml(path.read_text(), str(path)) or {}
             if "data" not in recipe:
                 raise ConfigError(f"{path}: has no data section to analyse")
             base["data"] = merge_dicts(config_to_dict(Config())["data"], recipe["data"])

@@ -113,10 +113,7 @@ def _override(key: str, value: Any, folder: Path) -> str:
 
 def read_variant(path: Path) -> list[str]:
     """A variant file -> its override strings; ConfigError naming the file when it is not a flat mapping."""
-    try:
-        data = load_yaml(path.read_text())
-    except Exception as e:  # a YAML syntax error
-        raise ConfigError(f"{path}: not YAML ({e})") from None
+    data = load_yaml(path.read_text(), str(path))  # bad YAML: a ConfigError naming the file and line
     if data is None:
         return []
     if not isinstance(data, dict) or not all(isinstance(k, str) and k for k in data):

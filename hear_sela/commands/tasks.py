@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, choices=("kfold", "tvt"),
                    help="kfold: presplit_kfold folds (default for scene tasks); tvt: train/valid/test 60/20/20 %% "
                         "(default with --events)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds with --split kfold (default 5)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="number of folds with --split kfold (default 5; heareval needs at least 3)")
     p.add_argument("--group-by", default=None, metavar="COLUMN",
                    help="CSV column (speaker, source file, ...) whose value never spans two folds/splits")
     p.add_argument("--clip-seconds", type=float, default=None,

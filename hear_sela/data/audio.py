@@ -15,6 +15,7 @@ Legend: S samples, C channels.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,18 @@ def resample(x: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
     return resample_poly(x, sample_rate // g, orig_sr // g).astype(np.float32, copy=False)
 
 
+def _missing_reason(path: Path) -> str:
+    if not path.is_symlink():
+        return "file not found"
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return f"file not found (dangling symlink to {os.readlink(path)})"
+    except (RuntimeError, OSError):  # RuntimeError: pathlib's "Symlink loop" before Python 3.13
+        return "symlink loop (the link leads back to itself)"
+    return "file not found"
+
+
 def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Decode `path`, downmix to mono (channel mean), resample to `sample_rate`: (S,) float32.
 
@@ -112,11 +125,15 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """
     path = Path(path)
     if not path.exists():
-        raise AudioError(path, "file not found" + (" (dangling symlink)" if path.is_symlink() else ""))
+        raise AudioError(path, _missing_reason(path))
     if not path.is_file():
         raise AudioError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes): nothing was written to it, or the copy failed")
+    try:  # libsndfile reports an unreadable file only as "System error"
+        open(path, "rb").close()
+    except PermissionError:
+        raise AudioError(path, "permission denied (this user may not read it)") from None
     data, sr = _read(path)  # (S, C)
     if sr <= 0:
         raise AudioError(path, f"invalid sample rate {sr}")

@@ -30,14 +30,14 @@ Legend: N segments, F mel bins, T frames per segment, S samples.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ from hear_sela.data.cache import (
     read_cache_json,
 )
 from hear_sela.data.records import ClipRecord
-from hear_sela.fileio import write_json
+from hear_sela.fileio import DiskFullError, FileSizeLimitError, exclusive_lock, write_json
 from hear_sela.frontend import LogMel
 
 log = logging.getLogger(__name__)
@@ -139,13 +139,37 @@ def _frontend_key(cfg: FrontendConfig) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NORM_FIELDS}
 
 
+def _relative(path: str | Path, root: str | Path | None) -> str:
+    """`path` relative to `root` when it lies inside it (so a copied or moved data folder keeps its identity), else
+    as given."""
+    if root is None:
+        return str(path)
+    p, r = os.path.abspath(path), os.path.abspath(root)
+    return os.path.relpath(p, r) if p.startswith(r.rstrip(os.sep) + os.sep) else str(path)
+
+
 def _identity_parts(records: list[ClipRecord], frontend: FrontendConfig, seg: dict[str, Any],
-                    source_id: str) -> dict[str, Any]:
-    clips_sha = hashlib.sha256(json.dumps([[r.clip_id, str(r.path)] for r in records]).encode()).hexdigest()
-    parts = {"version": CACHE_VERSION, "frontend": _frontend_key(frontend), "segment": seg, "clips_sha": clips_sha,
-             "n_input_clips": len(records), "source_id": source_id}
-    parts["fingerprint"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-    return parts
+                    source_id: str, data_root: str | Path | None = None) -> dict[str, Any]:
+    """The identity of a cache and its fingerprint. With `data_root`, clip paths count relative to it (the
+    fingerprint of a copied run is its original's); "legacy_fingerprint" (not stored) is the one caches and
+    checkpoints written before that used, over the paths as given, still accepted as the same cache."""
+    def parts_with(root: str | Path | None) -> dict[str, Any]:
+        clips = [[r.clip_id, _relative(r.path, root)] for r in records]
+        parts = {"version": CACHE_VERSION, "frontend": _frontend_key(frontend), "segment": seg,
+                 "clips_sha": hashlib.sha256(json.dumps(clips).encode()).hexdigest(), "n_input_clips": len(records),
+                 "source_id": source_id}
+        if root is not None:
+            parts["paths"] = "relative to the data root"
+        parts["fingerprint"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        return parts
+
+    parts = parts_with(data_root)
+    return {**parts, "legacy_fingerprint": parts_with(None)["fingerprint"]}
+
+
+def same_cache(fingerprint: str | None, ident: dict[str, Any]) -> bool:
+    """Whether a stored fingerprint (manifest, checkpoint) is that of the cache `ident` describes."""
+    return fingerprint is not None and fingerprint in (ident["fingerprint"], ident["legacy_fingerprint"])
 
 
 def segment_meta(frontend_cfg: FrontendConfig, segment_seconds: float, hop_seconds: float,
@@ -164,10 +188,10 @@ def segment_meta(frontend_cfg: FrontendConfig, segment_seconds: float, hop_secon
 
 def cache_identity(records: list[ClipRecord], frontend_cfg: FrontendConfig, segment_seconds: float = 3.0,
                    hop_seconds: float = 1.5, min_segment_seconds: float = 1.0, pad_short: bool = False,
-                   source_id: str = "") -> dict[str, Any]:
+                   source_id: str = "", data_root: str | Path | None = None) -> dict[str, Any]:
     """What decides a cache's content, with its fingerprint: the cache a build of these arguments would hold."""
     _, seg_meta = segment_meta(frontend_cfg, segment_seconds, hop_seconds, min_segment_seconds, pad_short)
-    return _identity_parts(records, frontend_cfg, seg_meta, source_id)
+    return _identity_parts(records, frontend_cfg, seg_meta, source_id, data_root)
 
 
 def describe_change(old: dict[str, Any], new: dict[str, Any], old_paths: list[str] | None,
@@ -210,28 +234,6 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(out) or "fingerprint differs"
 
 
-@contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock on <root>/.lock, so two processes never build one cache at once (the second waits, then finds
-    the cache complete). A POSIX record lock (lockf), not flock: forked DataLoader workers do not inherit it, and
-    it dies with the process that took it. Advisory, POSIX only; elsewhere a no-op."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(root / LOCK, "a") as f:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EACCES or EAGAIN: held by another process
-            log.info("another process is building the cache in %s; waiting for it", root)
-            fcntl.lockf(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(f, fcntl.LOCK_UN)
-
-
 def _die_with_parent(worker_id: int) -> None:
     """DataLoader worker init: on Linux, get SIGKILL when the building process dies. Without it, workers of a killed
     build can hang on a full result pipe forever, holding memory."""
@@ -252,7 +254,8 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
                         segment_seconds: float = 3.0, hop_seconds: float = 1.5, min_segment_seconds: float = 1.0,
                         on_bad_file: str = "skip", on_stale: str = "rebuild", num_workers: int = 0,
                         chunk_clips: int = 64, batch_size: int = 64, device: str | torch.device = "cpu",
-                        source_id: str = "", progress: bool = True, pad_short: bool = False) -> FeatureCache:
+                        source_id: str = "", progress: bool = True, pad_short: bool = False,
+                        data_root: str | Path | None = None) -> FeatureCache:
     """Build the cache of `records` in `cache_dir` (resuming an interrupted build), or open it if complete."""
     if on_bad_file not in ("skip", "error"):
         raise CacheError(f"on_bad_file must be 'skip' or 'error', got {on_bad_file!r}")
@@ -267,12 +270,16 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
     root.mkdir(parents=True, exist_ok=True)
     spec, seg_meta = segment_meta(frontend_cfg, segment_seconds, hop_seconds, min_segment_seconds, pad_short)
     lm = LogMel(frontend_cfg)
-    ident = _identity_parts(records, frontend_cfg, seg_meta, source_id)
+    ident = _identity_parts(records, frontend_cfg, seg_meta, source_id, data_root)
+    legacy = ident.pop("legacy_fingerprint")
 
-    with _build_lock(root):
+    def wait() -> None:  # a second process on the same cache waits, then finds it complete
+        log.info("another process is building the cache in %s; waiting for it", root)
+
+    with exclusive_lock(root / LOCK, busy=wait):
         manifest = read_cache_json(root / MANIFEST)
         state = manifest if manifest is not None else read_cache_json(root / PROGRESS)
-        if state is not None and state.get("fingerprint") != ident["fingerprint"]:
+        if state is not None and state.get("fingerprint") not in (ident["fingerprint"], legacy):
             what = "feature cache" if manifest is not None else "interrupted cache build"
             msg = f"stale {what} in {root}: {_differences(state, ident)}"
             if on_stale == "error":
@@ -280,6 +287,9 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
             log.warning("%s; rebuilding it", msg)
             _remove_own_files(root)
             manifest = state = None
+        if manifest is not None and manifest["fingerprint"] == legacy != ident["fingerprint"]:
+            manifest.update(fingerprint=ident["fingerprint"], clips_sha=ident["clips_sha"])  # from now on, movable
+            write_json(root / MANIFEST, manifest)
         if manifest is not None:
             for name in (PROGRESS, CLIP_LOG):  # left over if a finished build died before cleaning up
                 (root / name).unlink(missing_ok=True)
@@ -299,6 +309,13 @@ def _open_complete(root: Path, manifest: dict[str, Any], records: list[ClipRecor
             c["labels"] = labels[c["clip_id"]]
         write_json(root / MANIFEST, manifest)
         log.info("%s: reference labels changed; manifest updated (features unchanged)", root)
+    paths = {r.clip_id: str(r.path) for r in records}
+    entries = [c for key in ("clips", "bad_files", "too_short") for c in manifest[key]]
+    if any(c["path"] != paths[c["clip_id"]] for c in entries):  # the same data, copied or moved
+        for c in entries:
+            c["path"] = paths[c["clip_id"]]
+        write_json(root / MANIFEST, manifest)
+        log.info("%s: the data moved (same files relative to the data root); manifest paths updated", root)
     cache = FeatureCache.open(root)
     log.info("feature cache reused (nothing rebuilt): %s", cache.summary())
     return cache
@@ -339,7 +356,10 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
             chunk.append((idx, audio, reason))
             bar.update(1)
             if len(chunk) == chunk_clips or idx == len(records) - 1:
-                _write_chunk(chunk, records, lm, spec, state, f_feat, f_log, batch_size, device, n_frames)
+                try:
+                    _write_chunk(chunk, records, lm, spec, state, f_feat, f_log, batch_size, device, n_frames)
+                except OSError as e:
+                    raise _out_of_space(e, root, state, len(records)) from e
                 state["build_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 write_json(root / PROGRESS, state)
@@ -349,6 +369,22 @@ def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
     if state["clips_done"] != len(records):
         raise CacheError(f"cache build in {root} stopped at clip {state['clips_done']} of {len(records)}")
     return _finalise(root, records, lm.cfg, seg_meta, state, n_mels, n_frames)
+
+
+def _out_of_space(e: OSError, root: Path, state: dict[str, Any], n_clips: int) -> OSError:
+    """A write of the cache failed: on a full disk (or a file size limit), drop the chunk half written (so its
+    space is free again) and say what is kept; any other OSError is returned as it is."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return e
+    for name, size in ((FEATURES, state["features_bytes"]), (CLIP_LOG, state["log_bytes"])):
+        os.truncate(root / name, size)
+    free = shutil.disk_usage(root).free
+    what = "its disk is full" if e.errno != errno.EFBIG else "a file would exceed this process's size limit (ulimit -f)"
+    error = FileSizeLimitError if e.errno == errno.EFBIG else DiskFullError
+    return error(e.errno, f"{root}: the feature cache could not be written, {what} ({free / 2**20:.0f} MiB "
+                         f"free); the finished part ({state['clips_done']} of {n_clips} clips, "
+                         f"{state['features_bytes'] / 2**20:.0f} MiB) is kept: free some space and run the same "
+                         f"command to resume it, or delete {root}")
 
 
 def _write_chunk(chunk: list[tuple[int, np.ndarray | None, str | None]], records: list[ClipRecord], lm: LogMel,

@@ -337,7 +337,7 @@ def load_sources(path: str | Path, base: str | Path) -> tuple[list[SourceSpec], 
     path, base = Path(path), Path(base)
     if not path.is_file():
         raise DataError(f"sources file not found: {path}")
-    doc = load_yaml(path.read_text()) or {}
+    doc = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list):
         raise DataError(f"{path}: expected a mapping with a 'sources' list")
     known = set(SourceSpec.__dataclass_fields__)

@@ -36,8 +36,8 @@ from hear_sela.data.hear_tasks import (
     partition_clips,
     peak_normalise,
     read_task_csv,
+    staged_task,
     task_metadata,
-    validate_task,
     wav_name,
     write_clips_csv,
     write_task,
@@ -134,7 +134,7 @@ def write_event_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
     meta = task_metadata(task_dir.name, "event", "multilabel", clip_seconds, EVENT_EVALUATION)
     meta.update(version="hear_sela-events-1", split_mode="presplit_kfold" if split == "kfold" else "trainvaltest",
                 splits=splits)
-    write_task(task_dir, meta, sorted({c.labels[0] for c in sounds}), audio, labels, indices)
-    write_clips_csv(task_dir, rows, extra=("onset_ms", "offset_ms"))
-    validate_task(task_dir)
+    with staged_task(task_dir) as stage:
+        write_task(stage, meta, sorted({c.labels[0] for c in sounds}), audio, labels, indices)
+        write_clips_csv(stage, rows, extra=("onset_ms", "offset_ms"))
     return task_dir

@@ -2,7 +2,8 @@
 
 clip_id = the file's path relative to the root, POSIX separators, without extension ("dogs/bark_01").
 Order = sorted by that relative path, so the same folder always gives the same record list (and cache).
-Hidden files and folders (name starting with ".", e.g. macOS "._x.wav" resource forks) are ignored.
+Hidden files and folders (name starting with ".", e.g. macOS "._x.wav" resource forks) are ignored; broken symlinks
+are not (they are listed, then reported as bad files when decoded).
 Labels CSV: FSD50K's format (fname,labels; several labels comma-separated in one quoted field); `fname` may be the
 relative path with or without extension.
 """
@@ -19,14 +20,15 @@ AUDIO_EXTENSIONS: frozenset[str] = SOUNDFILE_EXTENSIONS
 
 def list_audio_files(root: str | Path,
                      extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Audio files under `root` (recursive, hidden names skipped), sorted by relative POSIX path; none is an error."""
+    """Audio files under `root` (recursive, hidden names skipped), sorted by relative POSIX path; none is an error.
+    A dangling or looping symlink with an audio name is listed too, so decoding reports it with the bad files."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"audio folder not found: {root}")
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     files = sorted(
         (p for p in root.rglob("*")
-         if p.suffix.lower() in exts and p.is_file()
+         if p.suffix.lower() in exts and (p.is_file() or p.is_symlink())
          and not any(part.startswith(".") for part in p.relative_to(root).parts)),
         key=lambda p: p.relative_to(root).as_posix(),
     )

@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +219,7 @@ MAX_DEFAULT_CLIP_SECONDS = 4.0  # the default clip length is the median duration
 TVT_WEIGHTS = (0.6, 0.2, 0.2)
 EVALUATION = {"multiclass": ["top1_acc"], "multilabel": ["mAP", "d_prime"]}
 SILENT_PEAK = 1e-3  # a cut segment whose peak stays below this (-60 dBFS) holds nothing to label
+MIN_FOLDS = 3  # heareval's presplit_kfold scoring trains on k-2 folds, validates on one and tests on one
 CLIPS_CSV = "clips.csv"  # written beside the task: wav, split, source fname, segment, group (provenance)
 
 
@@ -249,6 +254,8 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
         problem = None
         if not fname:
             problem = "empty fname"
+        elif leaves_folder(fname):
+            problem = f"{fname!r} is outside the audio folder (fname must be a path inside it)"
         elif path is None:
             problem = f"missing file {fname!r}"
         elif path in seen:
@@ -270,6 +277,13 @@ def read_task_csv(folder: str | Path, labels_csv: str | Path, mode: str = "multi
     if not clips:
         raise DataError(f"{labels_csv}: no rows")
     return clips
+
+
+def leaves_folder(fname: str) -> bool:
+    """An absolute fname, or one whose `..` climbs out of the folder it is relative to (judged on the text, so a
+    symlink inside the folder may still point at audio kept elsewhere)."""
+    norm = os.path.normpath(fname)
+    return os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep)
 
 
 def audio_seconds(path: Path) -> float:
@@ -351,8 +365,8 @@ class _TaskAudio:
 def check_split_args(split: str, folds: int, clip_seconds: float | None) -> None:
     if split not in ("kfold", "tvt"):
         raise DataError(f"--split must be kfold or tvt, got {split!r}")
-    if split == "kfold" and folds < 2:
-        raise DataError(f"--folds {folds}: need at least 2")
+    if split == "kfold" and folds < MIN_FOLDS:
+        raise DataError(f"--folds {folds}: heareval scores a k-fold task only with at least {MIN_FOLDS} folds")
     if clip_seconds is not None and not clip_seconds > 0:
         raise DataError(f"--clip-seconds {clip_seconds}: must be positive")
 
@@ -375,6 +389,23 @@ def new_task_dir(out_dir: Path, name: str) -> Path:
     if task_dir.exists() and any(task_dir.iterdir()):
         raise DataError(f"task folder {task_dir} exists and is not empty; remove it or pick another --name")
     return task_dir
+
+
+@contextmanager
+def staged_task(task_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside `task_dir` to write the task into; when the block ends it is validated and moved into
+    place, so heareval and `evaluate` never see a half-written task. On any error it is removed (and a rerun
+    finds `task_dir` free)."""
+    task_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{task_dir.name}.", suffix=".partial", dir=task_dir.parent))
+    try:
+        yield stage
+        validate_task(stage)
+        if task_dir.exists():
+            task_dir.rmdir()  # empty (new_task_dir checked it), so the rename below can take its place
+        stage.rename(task_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | Path, name: str | None = None,
@@ -407,10 +438,10 @@ def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
                 splits=splits)
     vocabulary = sorted({label for c in clips for label in c.labels})
     indices = {s: [i for i, p in enumerate(part) if p == k] for k, s in enumerate(splits)}
-    write_task(task_dir, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds),
-                [list(c.labels) for c in clips], indices)
-    write_clips_csv(task_dir, [(wav_name(i), s, clips[i]) for s, idx in indices.items() for i in idx])
-    validate_task(task_dir)
+    with staged_task(task_dir) as stage:
+        write_task(stage, meta, vocabulary, _TaskAudio(folder, clips, clip_seconds), [list(c.labels) for c in clips],
+                   indices)
+        write_clips_csv(stage, [(wav_name(i), s, clips[i]) for s, idx in indices.items() for i in idx])
     return task_dir
 
 
@@ -429,19 +460,28 @@ def _valid_events(events: object, vocab: set[str], duration_ms: float) -> bool:
         and isinstance(e.get("end"), int | float) and 0 <= e["start"] < e["end"] <= duration_ms for e in events)
 
 
-def validate_task(task_dir: str | Path) -> dict[str, int]:
+def validate_task(task_dir: str | Path, own: bool = True) -> dict[str, int]:
     """Check a written scene or event task the way heareval will read it; returns clips per split, or raises
     DataError.
 
     metadata keys and split names, labelvocabulary.csv, one {split}.json per split whose files exist as 16 kHz mono
     WAVs of exactly sample_duration, no file in two splits, labels in the vocabulary (scene: one each when
     multiclass; event: a list of events inside the clip), and (when clips.csv is there) no group in two splits.
+    own=False checks only what heareval needs to read a task (`evaluate` on any task folder): a file name in two
+    splits and clips.csv's groups are guarantees of our writer, not requirements of heareval.
     """
     task_dir = Path(task_dir)
     meta_path = task_dir / "task_metadata.json"
     if not meta_path.is_file():
         raise DataError(f"{task_dir}: no task_metadata.json")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{meta_path}: damaged JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: not a JSON object")
+    if meta.get("split_mode") == "trainvaltest":  # heareval needs no list of these three
+        meta.setdefault("splits", list(SPLITS))
     missing = {"task_name", "embedding_type", "prediction_type", "split_mode", "splits", "sample_duration",
                "evaluation"} - set(meta)
     if missing:
@@ -453,13 +493,14 @@ def validate_task(task_dir: str | Path) -> dict[str, int]:
     vocab = [row[1] for _, row in sorted((int(r["idx"]), (r["idx"], r["label"]))
                                          for _, r in read_csv_rows(task_dir / "labelvocabulary.csv", ("idx", "label")))]
     n = round(meta["sample_duration"] * SAMPLE_RATE)
-    counts, owner = {}, {}
+    counts, owner, listed = {}, {}, set()
     for s in splits:
         labels = json.loads((task_dir / f"{s}.json").read_text())
         for fname, lab in labels.items():
-            if fname in owner:
+            if own and fname in owner:
                 raise DataError(f"{task_dir}: {fname} is in {owner[fname]} and {s}")
             owner[fname] = s
+            listed.add((s, fname))
             if meta["embedding_type"] == "event":
                 if not _valid_events(lab, set(vocab), 1000.0 * meta["sample_duration"]):
                     raise DataError(f"{task_dir}/{s}.json: bad events {lab} for {fname}")
@@ -470,10 +511,10 @@ def validate_task(task_dir: str | Path) -> dict[str, int]:
                 raise DataError(f"{task_dir}/{SAMPLE_RATE}/{s}/{fname}: {info.samplerate} Hz, {info.channels} ch, "
                                 f"{info.frames} samples; want {SAMPLE_RATE} Hz mono, {n} samples")
         counts[s] = len(labels)
-    wavs = {p.name for s in splits for p in (task_dir / str(SAMPLE_RATE) / s).glob("*.wav")}
-    if wavs != set(owner):
-        raise DataError(f"{task_dir}: {len(wavs ^ set(owner))} WAV(s) not matching the split JSON files")
-    if (task_dir / CLIPS_CSV).is_file():
+    wavs = {(s, p.name) for s in splits for p in (task_dir / str(SAMPLE_RATE) / s).glob("*.wav")}
+    if wavs != listed:
+        raise DataError(f"{task_dir}: {len(wavs ^ listed)} WAV(s) not matching the split JSON files")
+    if own and (task_dir / CLIPS_CSV).is_file():
         group_split: dict[str, str] = {}
         for line, r in read_csv_rows(task_dir / CLIPS_CSV, ("split", "group")):
             if group_split.setdefault(r["group"], r["split"]) != r["split"]:

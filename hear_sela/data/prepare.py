@@ -19,17 +19,26 @@ import torch
 from hear_sela import distributed as dist
 from hear_sela.config import Config, ConfigError, DataConfig
 from hear_sela.data.cache import MANIFEST, FeatureCache, read_cache_json
-from hear_sela.data.cache_build import build_feature_cache, cache_identity, describe_change, manifest_input_paths
+from hear_sela.data.cache_build import (
+    build_feature_cache,
+    cache_identity,
+    describe_change,
+    manifest_input_paths,
+    same_cache,
+)
 from hear_sela.data.records import ClipRecord
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synth", "folder", "fsd50k")
-
-
 
 def _synth_root(data_cfg: DataConfig, out_dir: Path) -> Path:
     return Path(data_cfg.root) if data_cfg.root else out_dir / "corpus"
+
+
+def data_root_of(data_cfg: DataConfig, out_dir: str | Path) -> Path:
+    """The folder the clip paths are relative to in the cache's identity (so a copied run or moved data set keeps
+    it): data.root, or the synth corpus's folder."""
+    return _synth_root(data_cfg, Path(out_dir)) if data_cfg.source == "synth" else Path(data_cfg.root or ".")
 
 
 def build_records(data_cfg: DataConfig, out_dir: str | Path) -> list[ClipRecord]:
@@ -54,7 +63,7 @@ def build_records(data_cfg: DataConfig, out_dir: str | Path) -> list[ClipRecord]
         from hear_sela.data.fsd50k import load_fsd50k
 
         return load_fsd50k(data_cfg.root, data_cfg.split, data_cfg.on_bad_file)
-    raise ConfigError(f"data.source must be one of {SOURCES}, got {data_cfg.source!r}")
+    raise ConfigError(f"data.source must be one of 'synth', 'folder', 'fsd50k', got {data_cfg.source!r}")
 
 
 def cache_dir_of(cfg: Config) -> Path:
@@ -77,13 +86,13 @@ def planned_cache(cfg: Config) -> tuple[list[ClipRecord], dict]:
     d = cfg.data
     records = build_records(d, cfg.train.out_dir)
     return records, cache_identity(records, cfg.frontend, d.segment_seconds, d.hop_seconds, d.min_segment_seconds,
-                                   d.pad_short, source_id_of(d))
+                                   d.pad_short, source_id_of(d), data_root_of(d, cfg.train.out_dir))
 
 
 def data_change(cfg: Config, fingerprint: str, records: list[ClipRecord], ident: dict) -> str | None:
     """None when the cache `cfg` plans (`ident`, of `records`) is the one of `fingerprint`; else what changed, with
     the files added and removed when the cache directory still holds the manifest of `fingerprint`."""
-    if ident["fingerprint"] == fingerprint:
+    if same_cache(fingerprint, ident):
         return None
     old = read_cache_json(cache_dir_of(cfg) / MANIFEST)
     if old is None or old.get("fingerprint") != fingerprint:  # the old clip list is gone: say what we know
@@ -113,7 +122,7 @@ def prepare_cache(cfg: Config, device: str | torch.device | None = None, progres
             records, cfg.frontend, cache_dir, segment_seconds=d.segment_seconds, hop_seconds=d.hop_seconds,
             min_segment_seconds=d.min_segment_seconds, on_bad_file=d.on_bad_file, on_stale=d.on_stale,
             num_workers=d.num_workers, device=device, source_id=source_id_of(d), progress=progress,
-            pad_short=d.pad_short,
+            pad_short=d.pad_short, data_root=data_root_of(d, cfg.train.out_dir),
         )
     finally:
         if dist.is_initialized():

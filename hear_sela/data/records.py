@@ -50,7 +50,7 @@ def _read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels CSV not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (as Excel writes) is not in the header
         reader = csv.DictReader(f)
         rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None})
                 for row in reader]

@@ -4,10 +4,17 @@ ARGS are run_downstream's own (-m, -u hear_sela, -k CKPT, -d TASK, -c CONFIG, -o
 `-c` also takes a vendored config's name (`-c speech_commands`), which works from a pip install too.
 `python -m hear_sela.s3prl_compat configs` lists the vendored downstream configs and where they are installed;
 `python -m hear_sela.s3prl_compat shims` lists the compatibility shims and which ones this stack needs.
+
+s3prl reads its checkpoints (-e, -i) with a bare `torch.load`, which torch >= 2.6 runs with `weights_only=True`
+unless TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set; with it, a crafted checkpoint would run its code. This launcher
+therefore drops that variable from its own process before s3prl loads anything, and turns torch's refusal of a
+file holding more than weights into one line naming it.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
 
 USAGE = """usage: python -m hear_sela.s3prl_compat run_downstream [s3prl run_downstream.py arguments]
@@ -28,6 +35,14 @@ def with_config_paths(args: list[str]) -> list[str]:
         elif arg.startswith("--config="):
             out[i] = f"--config={resolve_s3prl_config(arg.partition('=')[2])}"
     return out
+
+
+WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def keep_weights_only_loading() -> bool:
+    """Remove TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD from this process (torch reads it at every load); True if it was set."""
+    return os.environ.pop(WEIGHTS_ONLY_ENV, None) is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         for shim in SHIMS:
             print(f"{'needed ' if shim.name in needed else 'not needed'}  {shim.name}: {shim.why}")
         return 0
+    if keep_weights_only_loading():
+        print(f"[hear_sela] ignoring {WEIGHTS_ONLY_ENV}: s3prl's checkpoints load with weights_only=True here",
+              file=sys.stderr)
     from hear_sela.s3prl_compat import prepare_hub
 
     prepare_hub()
@@ -60,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     from s3prl import run_downstream
 
     sys.argv = ["run_downstream.py", *args]  # s3prl parses sys.argv itself
-    run_downstream.main()
+    try:
+        run_downstream.main()
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"hear_sela.s3prl_compat: error: refused to load a checkpoint that holds more than weights "
+              f"(arguments: {' '.join(args)}): {first}", file=sys.stderr)
+        return 1
     return 0
 
 

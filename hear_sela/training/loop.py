@@ -32,20 +32,25 @@ from hear_sela import distributed as dist
 from hear_sela.augment import Augment, build_augment
 from hear_sela.config import Config, ConfigError, config_to_dict
 from hear_sela.data.segments import SegmentDataset, make_loader
+from hear_sela.fileio import exclusive_lock, remove_stale_temporaries
 from hear_sela.objectives.base import Objective, RunContext
 from hear_sela.training.data import EpochBatches, batches_per_epoch
 from hear_sela.training.online_eval import OnlineEvaluator
 from hear_sela.training.optim import build_optimizer, build_scheduler
+from hear_sela.training.resume_config import check_resume_config
 from hear_sela.training.state import (
+    ResumeError,
     build_objective,
     check_resume_data,
     find_resume,
     load_state,
+    read_stored_config,
     restore_rng,
     save_state,
 )
 
 log = logging.getLogger("hear_sela.train")
+RUN_LOCK = ".train.lock"  # in train.out_dir, held by rank 0 while a training runs there
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -155,16 +160,32 @@ def train_step(objective: Objective, augment: Augment, opt: torch.optim.Optimize
 
 
 def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
-    """Train `cfg` to the end (or continue a checkpoint); returns the final checkpoint's path."""
-    # ---- process group, device, output
+    """Train `cfg` to the end (or continue a checkpoint); returns the final checkpoint's path. Rank 0 holds
+    <out_dir>/.train.lock throughout: a second training into the same folder is refused, not interleaved."""
     dist.init_from_env()
+    out_dir = Path(cfg.train.out_dir)
+    if not dist.is_main():
+        return _train(cfg, resume, cache)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def refuse() -> None:
+        raise ResumeError(f"{out_dir} is in use by another training (it holds {out_dir / RUN_LOCK}); wait for it to "
+                          "end, or train into another train.out_dir")
+
+    with exclusive_lock(out_dir / RUN_LOCK, busy=refuse):
+        remove_stale_temporaries(out_dir)  # a checkpoint write killed mid-way; no writer of ours is at work here
+        return _train(cfg, resume, cache)
+
+
+def _train(cfg: Config, resume: str | None, cache) -> Path:
+    # ---- process group, device, output
     device = dist.resolve_device(cfg.train.device)
     tc = cfg.train
     out_dir = Path(tc.out_dir)
-    if dist.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = find_resume(cfg, resume)
     dist.barrier()
+    if ckpt_path is not None:  # a changed recipe is applied or refused by name before any work
+        check_resume_config(cfg, read_stored_config(ckpt_path), ckpt_path)
 
     # ---- data: the feature cache; its statistics normalise the input and travel inside every checkpoint
     records, new_data = None, False
@@ -238,6 +259,9 @@ def train(cfg: Config, resume: str | None = None, cache=None) -> Path:
     if dist.is_main():
         log.info("%s: %d segments, %d steps/epoch x %d epochs, global batch %d, device %s, %d rank(s)",
                  objective.name, n, steps_per_epoch, tc.epochs, tc.batch_size, device, dist.world_size())
+        if objective.name == "sela" and cfg.sela.clusters > n:
+            log.warning("sela.clusters=%d exceeds the %d training segments: at least %d clusters stay empty at every "
+                        "label update; lower sela.clusters or add data", cfg.sela.clusters, n, cfg.sela.clusters - n)
 
     run = RunContext(cfg=cfg, device=device, features=cache.features, steps_per_epoch=steps_per_epoch, amp=amp,
                      channels_last=channels_last, log=logger.write)

@@ -18,15 +18,13 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.o
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")
+    raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")  # (a dataclasses.replace'd config)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
                     ) -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR stepped once per optimiser step with `schedules.lr_factor` (warm-up, step / cosine / constant)."""
-    if cfg.schedule == "step" and cfg.step_epochs < 1:
-        raise ConfigError(f"optim.step_epochs={cfg.step_epochs} must be >= 1")
-    lr_factor(cfg, 0, steps_per_epoch, epochs)  # validates the schedule name now, not at the first step
+    """LambdaLR stepped once per optimiser step with `schedules.lr_factor` (warm-up, step / cosine / constant).
+    The config's values were checked when it was loaded (`Config.validate`)."""
 
     def factor(step: int) -> float:
         return lr_factor(cfg, step, steps_per_epoch, epochs)

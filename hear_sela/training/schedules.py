@@ -21,4 +21,5 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) ->
     if cfg.schedule == "cosine":
         total = max(epochs * steps_per_epoch - warmup, 1)
         return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / total))
+    # a loaded config cannot get here (Literal checked at load); a dataclasses.replace'd one can
     raise ConfigError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")

@@ -102,6 +102,11 @@ def _load_for_resume(path: Path) -> dict[str, Any]:
                               "train.out_dir") from None
 
 
+def read_stored_config(path: Path) -> dict[str, Any]:
+    """The config a checkpoint was trained with, as stored (plain data)."""
+    return _load_for_resume(path)["config"]
+
+
 def check_resume_data(cfg: Config, path: Path, device: torch.device) -> tuple[list | None, bool]:
     """Before the feature cache is touched: does the data `cfg` describes still give the cache the checkpoint
     trained on? Returns (the clip records when rank 0 built them, data changed). A change raises ResumeError naming
