@@ -111,21 +111,24 @@ def write_thumbnails(cache: FeatureCache, segments: Iterable[int], out: Path, lo
 
 def cluster_mean_mels(features: np.ndarray, segment_labels: np.ndarray, n_clusters: int, batch: int = 2048
                       ) -> np.ndarray:
-    """Mean log-mel of the segments each head put in each cluster, in one pass over the cache.
+    """Mean log-mel of the segments each head put in each cluster, in one pass over the cache (the cache is read
+    once; at FSD50K scale that pass dominates). Memory: H * K * F * T float32, 0.5 GB for 10 x 1000 x 64 x 201.
 
     features (S, F, T), segment_labels (H, S) -> (H, K, F, T) float32, NaN for empty clusters."""
     h, s = segment_labels.shape
     _, f, t = features.shape
-    sums = np.zeros((h, n_clusters, f * t), dtype=np.float64)
+    sums = np.zeros((h, n_clusters, f * t), dtype=np.float32)
     for i in range(0, s, batch):
         x = np.asarray(features[i:i + batch], dtype=np.float32).reshape(-1, f * t)  # (B, F*T)
         for head in range(h):
             lab = segment_labels[head, i:i + batch]
-            one_hot = sparse.csr_matrix((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(n_clusters, len(lab)))
+            one_hot = sparse.csr_matrix((np.ones(len(lab), dtype=np.float32), (lab, np.arange(len(lab)))),
+                                        shape=(n_clusters, len(lab)))
             sums[head] += one_hot @ x
     counts = np.stack([np.bincount(lab, minlength=n_clusters) for lab in segment_labels])  # (H, K)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (sums / counts[..., None]).reshape(h, n_clusters, f, t).astype(np.float32)
+        sums /= counts[..., None]  # in place: no second H x K x F x T array
+    return sums.reshape(h, n_clusters, f, t)
 
 
 def write_mean_mels(means: np.ndarray, out: Path, lo: float, hi: float, keep: Mapping[int, Iterable[int]]
