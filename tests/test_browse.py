@@ -2,6 +2,7 @@
 parses, every link resolves inside the site, every excerpt is the right segment of the right clip, every cluster
 page lists the head's own clips. The slow test opens it in headless Chromium (scripts/install_chromium.sh)."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hear_sela.analysis.browse import media
+from hear_sela.analysis.browse import media, pages
 from hear_sela.analysis.browse import select as sel
 from hear_sela.cli import main as cli
 from hear_sela.data.audio import load_audio
@@ -89,6 +90,14 @@ def test_cluster_mean_mels_is_the_mean_of_each_clusters_segments():
     np.testing.assert_allclose(means[0, 1], feats[[1, 2, 8]].astype(np.float32).mean(0), rtol=1e-5)
     np.testing.assert_allclose(means[1, 3], feats[:8].astype(np.float32).mean(0), rtol=1e-5)
     assert np.isnan(means[0, 3]).all()
+
+
+def test_borderline_clip_says_whether_another_centre_is_closer():
+    item = pages.ClipItem("a/b", ("x",), 0.0, 2.0, 3.0, "media/0000/s1.ogg", "media/0000/s1.webp", other=7,
+                          other_distance=2.5)
+    assert "closer to the centre of <a href=\"c7.html\">cluster 7</a>" in pages._clip_li(9, item, (201, 64))
+    item = dataclasses.replace(item, other_distance=3.5)
+    assert "nearly as close to the centre of" in pages._clip_li(9, item, (201, 64))
 
 
 # ---------------------------------------------------------------- the site

@@ -117,7 +117,7 @@
     t.replaceChildren();
     const tr = el("tr");
     COLS.forEach(([key, label, num, title]) => {
-      const th = el("th", { scope: "col", class: num ? "n" : "", title: title,
+      const th = el("th", { scope: "col", class: num && key !== "cluster" ? "n" : "", title: title,
         "aria-sort": state.sort === key ? (state.desc ? "descending" : "ascending") : "none" });
       const b = el("button", { type: "button" }, label + (state.sort === key ? (state.desc ? " ▼" : " ▲") : ""));
       b.addEventListener("click", () => {
@@ -131,7 +131,7 @@
     const data = heads[state.head];
     rows.slice(state.page * SITE.page_size, (state.page + 1) * SITE.page_size).forEach(r => {
       const row = body.appendChild(el("tr"));
-      const td = row.appendChild(el("td", { class: "n" }));
+      const td = row.appendChild(el("td"));  // left-aligned: the swatch stays in line over 1- to 4-digit ids
       const sw = td.appendChild(el("i", { class: "sw", "aria-hidden": "true" }));
       sw.style.cssText = `display:inline-block;width:9px;height:9px;margin-right:4px;background:${data.colour[r.cluster] || SITE.grey}`;
       td.appendChild(el("a", { href: `h${state.head}/c${r.cluster}.html` }, String(r.cluster)));

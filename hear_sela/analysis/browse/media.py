@@ -131,12 +131,14 @@ def cluster_mean_mels(features: np.ndarray, segment_labels: np.ndarray, n_cluste
     return sums.reshape(h, n_clusters, f, t)
 
 
-def write_mean_mels(means: np.ndarray, out: Path, lo: float, hi: float, keep: Mapping[int, Iterable[int]]
-                    ) -> dict[tuple[int, int], str]:
-    """The mean log-mel image of each (head, cluster) in `keep` (head -> clusters): -> relative path."""
+def write_mean_mels(means: np.ndarray, out: Path, keep: Mapping[int, Iterable[int]]) -> dict[tuple[int, int], str]:
+    """The mean log-mel image of each (head, cluster) in `keep` (head -> clusters), each on its own colour scale
+    (1st to 99.5th percentile: a mean over many segments is too flat to read on the thumbnails' scale) ->
+    relative path."""
     names: dict[tuple[int, int], str] = {}
     for head, clusters in keep.items():
         for k in clusters:
             names[head, k] = f"h{head}/mean/c{k}.webp"
-            save_webp(mel_rgb(means[head, k], lo, hi), out / names[head, k], scale=2)
+            lo, hi = np.percentile(means[head, k], [1.0, 99.5])
+            save_webp(mel_rgb(means[head, k], float(lo), float(hi)), out / names[head, k], scale=2)
     return names

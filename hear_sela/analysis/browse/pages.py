@@ -119,8 +119,9 @@ def cluster_path(head: int, cluster: int) -> str:
 def _clip_li(n: int, item: ClipItem, size: tuple[int, int]) -> str:
     labels = ", ".join(item.labels) or "(no reference label)"
     border = ""
-    if item.other >= 0:
-        border = (f'<br><span class="lean">nearly as close to <a href="c{item.other}.html">cluster {item.other}</a> '
+    if item.other >= 0:  # a clip voted into this cluster may sit closer to another cluster's centre
+        how = "closer to" if item.other_distance < item.distance else "nearly as close to"
+        border = (f'<br><span class="lean">{how} the centre of <a href="c{item.other}.html">cluster {item.other}</a> '
                   f'(distance {number(item.other_distance)})</span>')
     return (f'<li id="clip{n}">\n<span class="num" aria-hidden="true">{n}</span>\n'
             f'<img class="thumb" src="../{esc(item.thumbnail)}" loading="lazy" width="{size[0]}" height="{size[1]}" '
@@ -160,8 +161,8 @@ def cluster_page(p: ClusterPage, run_title: str) -> str:
     out.append('</section>\n<section aria-labelledby="mean-h">\n<h2 id="mean-h">Mean log-mel</h2>\n'
                f'<figure><img class="mean" src="../{esc(p.mean_mel)}" alt="mean log-mel of cluster {p.cluster}">'
                f'<figcaption>mean of the {p.segments} segments the head put in this cluster; time across '
-               f'(0-{p.segment_seconds:g} s), mel bins up (low frequencies at the bottom), one colour scale for the '
-               'whole site</figcaption></figure>\n</section>\n</div>\n')
+               f'(0-{p.segment_seconds:g} s), mel bins up (low frequencies at the bottom), colours stretched to its '
+               'own range (an average is flatter than any one segment)</figcaption></figure>\n</section>\n</div>\n')
     n = 0
     for name, items, what in (("central", p.central, "Closest to the centre"),
                               ("border", p.border, "Borderline")):

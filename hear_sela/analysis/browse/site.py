@@ -177,7 +177,7 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
     lo, hi = media.mel_range(data.cache.features)
     thumbs = media.write_thumbnails(data.cache, wanted, out, lo, hi)
     means = media.cluster_mean_mels(data.cache.features, data.segment_labels, data.n_clusters)  # (H, K, F, T)
-    mean_names = media.write_mean_mels(means, out, lo, hi, {h: list(p.central) for h, p in enumerate(plans)})
+    mean_names = media.write_mean_mels(means, out, {h: list(p.central) for h, p in enumerate(plans)})
     timings["images"] = time.perf_counter() - t
 
     t = time.perf_counter()
