@@ -2,7 +2,7 @@
 
 Given a checkpoint, runs `hear-sela analyze` first (into DIR/analysis unless --analysis says where); given an
 analysis folder, reads what analyze wrote there. Open DIR/index.html in a browser: no server, no network. See
-README.md, "hear-sela browse".
+docs/analysis.md, "hear-sela browse".
 """
 
 from __future__ import annotations
