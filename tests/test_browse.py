@@ -217,6 +217,16 @@ def test_flac_excerpts_are_the_segments_samples(tiny_sela_run, tmp_path):
         np.testing.assert_allclose(got, segment_audio(cache, s), atol=1.0 / 2**15)  # 16-bit FLAC
 
 
+def test_excerpts_in_worker_processes_are_the_same_files(tiny_sela_run, tmp_path):
+    _, cache = tiny_sela_run
+    segments = list(range(0, len(cache), 3))
+    one = media.write_excerpts(cache, segments, tmp_path / "one", "ogg", 5.0)
+    two = media.write_excerpts(cache, segments, tmp_path / "two", "ogg", 5.0, workers=2)
+    assert one == two and len(one) == len(segments)
+    for name in one.values():  # the same decoded samples (the files differ: an Ogg stream's serial is random)
+        np.testing.assert_array_equal(sf.read(tmp_path / "one" / name)[0], sf.read(tmp_path / "two" / name)[0])
+
+
 def test_mp3_excerpts_decode_to_the_segment(tiny_sela_run, tmp_path):
     _, cache = tiny_sela_run
     names = media.write_excerpts(cache, [0, 3], tmp_path, "mp3", 5.0)

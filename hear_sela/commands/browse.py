@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or FLAC (lossless, ~4x larger)")
     p.add_argument("--max-seconds", type=float, default=5.0, help="longest excerpt (a segment plays whole up to it)")
     p.add_argument("--page-size", type=int, default=50, help="cluster rows per page of the index table")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes decoding clips and encoding excerpts (most of a large site's build time)")
     add_analysis_options(p)
 
 
@@ -37,7 +39,8 @@ def main(args: argparse.Namespace) -> int:
         folder = Path(args.analysis or Path(args.out) / "analysis")
         run_analysis(str(source), str(folder), args)
     opts = BrowseOptions(central=args.central, border=args.border, nearest=args.nearest,
-                         audio_format=args.audio_format, max_seconds=args.max_seconds, page_size=args.page_size)
+                         audio_format=args.audio_format, max_seconds=args.max_seconds, page_size=args.page_size,
+                         workers=args.workers)
     result = build_site(read_analysis(folder), args.out, opts, progress=True)
     print(f"{result.pages} cluster pages, {result.excerpts} audio excerpts, {result.bytes / 2**20:.1f} MiB in "
           f"{result.seconds:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")

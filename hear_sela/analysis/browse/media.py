@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,31 +47,56 @@ def excerpt_span(start_s: float, segment_seconds: float, max_seconds: float, cli
     return min(first, clip_samples), min(last, clip_samples)
 
 
+@dataclass(frozen=True)
+class ClipJob:
+    """One clip's excerpts: decode `path` once, write the excerpt starting at each start (seconds) to out / name."""
+
+    path: str
+    spans: tuple[tuple[float, str], ...]  # (start seconds, relative file name)
+
+
+def _write_clip(job: ClipJob, out: Path, sample_rate: int, seconds: float, audio_format: str) -> None:
+    container, subtype, level, _ = AUDIO_FORMATS[audio_format]
+    audio = load_audio(job.path, sample_rate)  # (samples,) float32
+    for start, name in job.spans:
+        a, b = excerpt_span(start, seconds, seconds, len(audio), sample_rate)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out / name, np.clip(audio[a:b], -1.0, 1.0), sample_rate, format=container, subtype=subtype,
+                 compression_level=level)
+
+
 def write_excerpts(cache: FeatureCache, segments: Iterable[int], out: Path, audio_format: str,
-                   max_seconds: float, progress: bool = False) -> dict[int, str]:
-    """Write each segment's excerpt under `out`, decoding each clip once: segment -> relative path."""
-    container, subtype, level, ext = AUDIO_FORMATS[audio_format]
-    seg = cache.manifest["segment"]
-    sr = int(cache.frontend.sample_rate)
+                   max_seconds: float, progress: bool = False, workers: int = 1) -> dict[int, str]:
+    """Write each segment's excerpt under `out`, decoding each clip once, in `workers` processes (decoding and
+    encoding are most of a large site's build): segment -> relative path."""
+    ext = AUDIO_FORMATS[audio_format][3]
     by_clip: dict[int, list[int]] = defaultdict(list)
     for s in sorted(set(int(s) for s in segments)):
         by_clip[int(cache.segment_clip[s])].append(s)
-    items = list(by_clip.items())
+    names = {s: media_name(s, ext) for segs in by_clip.values() for s in segs}
+    jobs = [ClipJob(cache.clips[clip].path, tuple((float(cache.segment_start[s]), names[s]) for s in segs))
+            for clip, segs in by_clip.items()]
+    seconds = min(float(cache.manifest["segment"]["segment_seconds"]), max_seconds)
+    write = partial(_write_clip, out=out, sample_rate=int(cache.frontend.sample_rate), seconds=seconds,
+                    audio_format=audio_format)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            done = pool.map(write, jobs, chunksize=16)
+            _drain(done, len(jobs), progress)
+    else:
+        _drain(map(write, jobs), len(jobs), progress)
+    return names
+
+
+def _drain(results: Iterable[None], total: int, progress: bool) -> None:
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc="audio excerpts", leave=False, dynamic_ncols=True)
-    names: dict[int, str] = {}
-    for clip, segs in items:
-        audio = load_audio(cache.clips[clip].path, sr)  # (samples,) float32
-        for s in segs:
-            a, b = excerpt_span(float(cache.segment_start[s]), float(seg["segment_seconds"]), max_seconds,
-                                len(audio), sr)
-            names[s] = media_name(s, ext)
-            (out / names[s]).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(out / names[s], np.clip(audio[a:b], -1.0, 1.0), sr, format=container, subtype=subtype,
-                     compression_level=level)
-    return names
+        results = tqdm(results, total=total, desc="audio excerpts (clips)", leave=False, dynamic_ncols=True)
+    for _ in results:
+        pass
 
 
 def mel_range(features: np.ndarray, samples: int = 512, seed: int = 0) -> tuple[float, float]:

@@ -45,6 +45,7 @@ class BrowseOptions:
     audio_format: str = "ogg"  # media.AUDIO_FORMATS
     max_seconds: float = 5.0  # excerpt length cap (a segment is played whole up to this)
     page_size: int = 50  # cluster rows per page of the index table
+    workers: int = 1  # processes decoding and encoding audio
 
 
 @dataclass
@@ -97,11 +98,10 @@ def _top(plan: HeadPlan, k: int, vocab: list[str]) -> str:
 def _clip_item(data: BrowseData, plan: HeadPlan, clip: int, audio: dict[int, str], thumbs: dict[int, str],
                border: bool, max_seconds: float) -> pages.ClipItem:
     s = int(plan.segment[clip])
-    start = float(data.cache.segment_start[s])
+    sr = int(data.cache.frontend.sample_rate)
     seg_seconds = float(data.cache.manifest["segment"]["segment_seconds"])
-    samples = int(data.cache.manifest["clips"][clip]["samples"])
-    a, b = media.excerpt_span(start, seg_seconds, max_seconds, samples, int(data.cache.frontend.sample_rate))
-    sr = data.cache.frontend.sample_rate
+    a, b = media.excerpt_span(float(data.cache.segment_start[s]), seg_seconds, max_seconds,
+                              int(data.cache.manifest["clips"][clip]["samples"]), sr)
     return pages.ClipItem(data.clip_ids[clip], data.clip_refs[clip], a / sr, b / sr, float(plan.own[clip]), audio[s],
                           thumbs[s], int(plan.other_cluster[clip]) if border else -1,
                           float(plan.other[clip]) if border else float("nan"))
@@ -171,7 +171,8 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
     t = time.perf_counter()
     wanted = {int(p.segment[c]) for p in plans for d in (p.central, p.border) for members in d.values()
               for c in members}
-    audio = media.write_excerpts(data.cache, wanted, out, opts.audio_format, opts.max_seconds, progress)
+    audio = media.write_excerpts(data.cache, wanted, out, opts.audio_format, opts.max_seconds, progress,
+                                 opts.workers)
     timings["audio"] = time.perf_counter() - t
     t = time.perf_counter()
     lo, hi = media.mel_range(data.cache.features)
