@@ -6,6 +6,7 @@ runs the real `analyze` (mean log-mel as the map embedding) and then `build_site
 of file, the time of each stage, and the per-excerpt / per-page figures to scale from.
 
   python benchmarks/browse_size.py --out /tmp/browse_bench [--clips-per-class 300] [--heads 4] [--clusters 100]
+      [--workers 1]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--clusters", type=int, default=100)
+    p.add_argument("--workers", type=int, default=1, help="processes for the audio excerpts")
     args = p.parse_args()
     out = Path(args.out)
     times = {}
@@ -80,7 +82,7 @@ def main() -> None:
     data = read_analysis(out / "analysis")
     times["read analysis"] = time.perf_counter() - t
     site = out / "site"
-    res = build_site(data, site, BrowseOptions())
+    res = build_site(data, site, BrowseOptions(workers=args.workers))
     times.update({f"site: {k}": v for k, v in res.timings.items()})
     sizes: Counter[str] = Counter()
     counts: Counter[str] = Counter()
@@ -88,7 +90,8 @@ def main() -> None:
         if f.is_file():
             sizes[f.suffix] += f.stat().st_size
             counts[f.suffix] += 1
-    report = {"clips": len(cache.clips), "segments": len(cache), "heads": args.heads, "clusters": args.clusters,
+    report = {"workers": args.workers,
+              "clips": len(cache.clips), "segments": len(cache), "heads": args.heads, "clusters": args.clusters,
               "pages": res.pages, "excerpts": res.excerpts, "site_mib": res.bytes / 2**20,
               "site_seconds": res.seconds, "by_suffix_mib": {k: v / 2**20 for k, v in sizes.items()},
               "files_by_suffix": dict(counts), "seconds": times}
