@@ -4,6 +4,7 @@ label store), over a tiny synth corpus and its feature cache (conftest's tiny_se
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from hear_sela.cli import main as cli
@@ -56,8 +57,8 @@ def _unlabelled_folder(cache, folder):
     return folder
 
 
-def test_analyze_without_labels_reports_what_it_can(tiny_run, capsys, caplog):
-    root, cache = tiny_run
+def test_analyze_without_labels_reports_what_it_can(tiny_sela_run, capsys, caplog):
+    root, cache = tiny_sela_run
     folder = _unlabelled_folder(cache, root / "unlabelled")
     out = root / "unlabelled_analysis"
     args = ["analyze", str(root / "final.pt"), "--out", str(out), "--data", "data.source=folder",
@@ -79,16 +80,20 @@ def test_analyze_without_labels_reports_what_it_can(tiny_run, capsys, caplog):
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "AudioSet classes" not in messages  # no "100% of the 0 reference labels ..."
     assert "untrained encoder" not in messages  # baselines are scored against labels: not embedded without them
+    # what `hear-sela browse` reads is written too, and a site of clusters without reference labels builds
+    assert cli(["browse", str(out), "--out", str(root / "unlabelled_site")]) == 0
+    pages = list((root / "unlabelled_site").glob("h0/c*.html"))
+    assert pages and all("No clip of this cluster has a reference label" in f.read_text() for f in pages)
 
 
-def test_analyze_checks_the_labels_csv_before_embedding(tiny_run, caplog, monkeypatch):
+def test_analyze_checks_the_labels_csv_before_embedding(tiny_sela_run, caplog, monkeypatch):
     from hear_sela.analysis import sources
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the inputs were checked")
 
     monkeypatch.setattr(sources, "segment_embeddings", no_embedding)
-    root, _ = tiny_run
+    root, _ = tiny_sela_run
     args = ["analyze", str(root / "final.pt"), "--out", str(root / "never"), "--labels", str(root / "nope.csv")]
     with caplog.at_level("ERROR"):
         assert cli(args) == 1
