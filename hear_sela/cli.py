@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "write an encoder-only export of a checkpoint",
     "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",
     "analyze": "compare a checkpoint's emergent classes with reference annotations",
+    "browse": "a static HTML site to see and hear a run's emergent classes: ... CKPT_OR_ANALYSIS --out DIR",
     "tasks": "write a HEAR-format scene (or, --events, event) task from a folder of audio and a labels CSV",
     "evaluate": "run heareval for several HEAR modules and tabulate the scores",
     "separate": "split a mono file into two sources with a separation student: hear-sela separate FILE ...",
@@ -88,7 +89,7 @@ EXPECTED_ERRORS = (
     ("hear_sela.data.records", "DataError"),
     ("hear_sela.fileio", "DiskFullError"), ("hear_sela.fileio", "FileSizeLimitError"),
     ("hear_sela.training.loop", "NonFiniteLossError"),
-    ("hear_sela.training.state", "ResumeError"),
+    ("hear_sela.training.state", "ResumeError"), ("hear_sela.analysis.browse.data", "AnalysisFolderError"),
 )
 
 

@@ -9,6 +9,10 @@ Session-scoped (built once per pytest run, in a temporary folder; treat as read-
                   `tiny_cache.frontend` carries the cache's mean/std.
     resnet18_checkpoint  path (str) of a training checkpoint of a freshly initialised timm resnet18 encoder with the
                   `sela_audio` frontend preset: the second encoder family, for tests that load "a given checkpoint".
+    tiny_sela_run (root, cache): root/final.pt, a SeLa checkpoint in the training loop's format (audiontt_d512
+                  encoder untrained, 2 heads x 8 clusters) over a 1-clip-per-class synth corpus (2 s clips, 1 s
+                  segments) and its cache; head 0's label store follows the generating class (mod 8), head 1 keeps
+                  the random initial labels. Analyses write under root.
 Function-scoped:
     tiny_config   a fresh Config describing exactly tiny_corpus + tiny_cache (data.source=synth, data.root and
                   data.cache_dir pointing at them, the same segment settings, num_workers=0) with
@@ -85,3 +89,34 @@ def resnet18_checkpoint(tmp_path_factory) -> str:
 @pytest.fixture
 def tiny_config(tiny_corpus, tiny_cache, tmp_path) -> Config:
     return config_from_dict(_tiny_config_dict(tiny_corpus, tiny_cache.root, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sela_run(tmp_path_factory):
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
+    from hear_sela.config import load_config
+    from hear_sela.data.prepare import prepare_cache
+    from hear_sela.encoders import build_encoder
+    from hear_sela.objectives.sela import SelaObjective
+
+    root = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, ["model.encoder=audiontt_d512", "sela.heads=2", "sela.clusters=8",
+                             "data.synth.clips_per_class=1", "data.synth.clip_seconds=2.0",
+                             "data.segment_seconds=1.0", "data.hop_seconds=1.0", f"train.out_dir={root}"])
+    cache = prepare_cache(cfg, progress=False)
+    cfg = dataclasses.replace(cfg, frontend=cache.frontend)  # as training stores it: with the norm stats
+    torch.manual_seed(0)
+    objective = SelaObjective(cfg.sela, build_encoder(cfg), len(cache), seed=0)
+    # labels that follow the generating class on head 0 (as a trained run's would), shuffled on head 1
+    cls = np.array([sorted({c.labels[0] for c in cache.clips}).index(cache.clips[i].labels[0])
+                    for i in cache.segment_clip])
+    objective.store.labels[0] = torch.from_numpy(cls % 8)
+    objective.store.confidences[0] = 0.9
+    state = {**encoder_checkpoint_state(cfg, objective.encoder), **objective.state_dict(), "objective": "sela"}
+    save_checkpoint(root / "final.pt", state)
+    return root, cache

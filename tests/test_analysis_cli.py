@@ -1,44 +1,17 @@
 """`hear-sela analyze` end to end on a tiny SeLa checkpoint in the training loop's format (encoder, config, heads,
-label store), over a tiny synth corpus and its feature cache."""
+label store), over a tiny synth corpus and its feature cache (conftest's tiny_sela_run)."""
 
-import dataclasses
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hear_sela.checkpoint import encoder_checkpoint_state, save_checkpoint
 from hear_sela.cli import main as cli
-from hear_sela.config import load_config
-from hear_sela.data.prepare import prepare_cache
-from hear_sela.encoders import build_encoder
-from hear_sela.objectives.sela import SelaObjective
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    cfg = load_config(None, ["model.encoder=audiontt_d512", "sela.heads=2", "sela.clusters=8",
-                             "data.synth.clips_per_class=1", "data.synth.clip_seconds=2.0",
-                             "data.segment_seconds=1.0", "data.hop_seconds=1.0", f"train.out_dir={root}"])
-    cache = prepare_cache(cfg, progress=False)
-    cfg = dataclasses.replace(cfg, frontend=cache.frontend)  # as training stores it: with the norm stats
-    torch.manual_seed(0)
-    objective = SelaObjective(cfg.sela, build_encoder(cfg), len(cache), seed=0)
-    # labels that follow the generating class on head 0 (as a trained run's would), shuffled on head 1
-    cls = np.array([sorted({c.labels[0] for c in cache.clips}).index(cache.clips[i].labels[0])
-                    for i in cache.segment_clip])
-    objective.store.labels[0] = torch.from_numpy(cls % 8)
-    objective.store.confidences[0] = 0.9
-    state = {**encoder_checkpoint_state(cfg, objective.encoder), **objective.state_dict(), "objective": "sela"}
-    save_checkpoint(root / "final.pt", state)
-    return root, cache
-
-
-def test_analyze_command(tiny_run, capsys):
-    root, cache = tiny_run
+def test_analyze_command(tiny_sela_run, capsys):
+    root, cache = tiny_sela_run
     out = root / "analysis"
     assert cli(["analyze", str(root / "final.pt"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -62,8 +35,8 @@ def test_analyze_command(tiny_run, capsys):
         assert (out / name).is_file(), name
 
 
-def test_analyze_other_data_uses_the_heads(tiny_run):
-    root, _ = tiny_run
+def test_analyze_other_data_uses_the_heads(tiny_sela_run):
+    root, _ = tiny_sela_run
     out = root / "other"
     args = ["analyze", str(root / "final.pt"), "--out", str(out), "--data", "data.synth.seed=5",
             "--data", f"data.root={root / 'corpus5'}", "--data", f"data.cache_dir={root / 'cache5'}"]
@@ -84,8 +57,8 @@ def _unlabelled_folder(cache, folder):
     return folder
 
 
-def test_analyze_without_labels_reports_what_it_can(tiny_run, capsys, caplog):
-    root, cache = tiny_run
+def test_analyze_without_labels_reports_what_it_can(tiny_sela_run, capsys, caplog):
+    root, cache = tiny_sela_run
     folder = _unlabelled_folder(cache, root / "unlabelled")
     out = root / "unlabelled_analysis"
     args = ["analyze", str(root / "final.pt"), "--out", str(out), "--data", "data.source=folder",
@@ -107,16 +80,20 @@ def test_analyze_without_labels_reports_what_it_can(tiny_run, capsys, caplog):
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "AudioSet classes" not in messages  # no "100% of the 0 reference labels ..."
     assert "untrained encoder" not in messages  # baselines are scored against labels: not embedded without them
+    # what `hear-sela browse` reads is written too, and a site of clusters without reference labels builds
+    assert cli(["browse", str(out), "--out", str(root / "unlabelled_site")]) == 0
+    pages = list((root / "unlabelled_site").glob("h0/c*.html"))
+    assert pages and all("No clip of this cluster has a reference label" in f.read_text() for f in pages)
 
 
-def test_analyze_checks_the_labels_csv_before_embedding(tiny_run, caplog, monkeypatch):
+def test_analyze_checks_the_labels_csv_before_embedding(tiny_sela_run, caplog, monkeypatch):
     from hear_sela.analysis import sources
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the inputs were checked")
 
     monkeypatch.setattr(sources, "segment_embeddings", no_embedding)
-    root, _ = tiny_run
+    root, _ = tiny_sela_run
     args = ["analyze", str(root / "final.pt"), "--out", str(root / "never"), "--labels", str(root / "nope.csv")]
     with caplog.at_level("ERROR"):
         assert cli(args) == 1

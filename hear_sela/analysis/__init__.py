@@ -6,6 +6,7 @@
 - report.py    per-cluster and per-label tables, Markdown
 - plots.py     PNG plots (matplotlib Agg)
 - sources.py   `inputs_from_checkpoint(...)`: label store, cache, references and embeddings of a checkpoint
+- browse/      `hear-sela browse`: a static HTML site to see and hear the emergent classes of an analysed run
 """
 
 from hear_sela.analysis.core import AnalysisInputs, AnalysisResult, analyze

@@ -53,6 +53,7 @@ class AnalysisInputs:
     skipped_files: list[dict] = field(default_factory=list)  # the cache's unreadable files: path, reason
     too_short: list[dict] = field(default_factory=list)  # clips that gave no segment: path, seconds
     min_segment_seconds: float | None = None  # the setting that made them too short
+    cache_dir: str | None = None  # the feature cache of the segments (audio paths, log-mel), for `hear-sela browse`
 
 
 @dataclass
@@ -72,16 +73,24 @@ def clip_labels(inputs: AnalysisInputs) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 
-def kmeans_labels(features: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """k-means cluster of each row of `features` (C, D) -> (C,), K capped at C (see module docstring)."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+def reduce_features(features: np.ndarray, seed: int = 0, max_dims: int = 128) -> np.ndarray:
+    """Standardised per dimension, then PCA to at most `max_dims`: (C, D) -> (C, min(D, C, max_dims)) float64. The
+    space where k-means runs and where `hear-sela browse` measures a clip's distance to its cluster's centre."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
     x = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
-    dims = min(128, x.shape[1], len(x))
+    dims = min(max_dims, x.shape[1], len(x))
     if dims < x.shape[1]:
         x = PCA(n_components=dims, random_state=seed).fit_transform(x)
+    return x
+
+
+def kmeans_labels(features: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """k-means cluster of each row of `features` (C, D) -> (C,), K capped at C (see module docstring)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = reduce_features(features, seed)
     k = min(n_clusters, len(x))
     algo = KMeans if len(x) * k <= 2e7 else MiniBatchKMeans
     return algo(n_clusters=k, n_init=3, random_state=seed).fit_predict(x).astype(np.int64)
@@ -212,15 +221,16 @@ def analyze(inputs: AnalysisInputs, out_dir: str | Path, head: int | None = None
     files["sizes"] = plots.cluster_size_histogram(np.bincount(clip_lab[report_head], minlength=k),
                                                   out_dir / "cluster_sizes.png")
     map_name = inputs.map_embedding or next(iter(inputs.embeddings), None)
-    method = ""
+    method, xy = "", None
     if map_name is not None:
-        xy, method = plots.project_2d(inputs.embeddings[map_name][keep], seed)
-        files["map"] = plots.embedding_map(xy, pred, [x[0] for x in levels["labels"] if x], method,
+        xy, method = plots.project_2d(inputs.embeddings[map_name], seed)  # (C, 2): every clip, for the browser
+        files["map"] = plots.embedding_map(xy[keep], pred, [x[0] for x in levels["labels"] if x], method,
                                            out_dir / "embedding_map.png")
+    files.update(export_clips(inputs, xy, map_name, seed, out_dir))
     dead = dead_units_of(inputs.embeddings)
     summary = {"source": inputs.source, "heads": n_heads, "clusters": k, "clips": len(inputs.clip_ids),
                "segments": int(inputs.labels.shape[1]), "report_head": report_head, "primary_metric": primary,
-               "map": {"embedding": map_name, "method": method}, "dead_units": dead,
+               "map": {"embedding": map_name, "method": method}, "dead_units": dead, "cache": inputs.cache_dir,
                "metrics": json.loads(table.to_json(orient="records"))}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     files["summary"] = out_dir / "summary.json"
@@ -265,15 +275,16 @@ def analyze_unlabelled(inputs: AnalysisInputs, out_dir: Path, clip_lab: np.ndarr
     clusters.to_csv(out_dir / "clusters.csv", index=False, float_format="%.4g")
     files["sizes"] = plots.cluster_size_histogram(sizes[report_head], out_dir / "cluster_sizes.png")
     map_name = inputs.map_embedding or next(iter(inputs.embeddings), None)
-    method = ""
+    method, xy = "", None
     if map_name is not None:
         other = (report_head + 1) % n_heads
         xy, method = plots.project_2d(inputs.embeddings[map_name], seed)
         files["map"] = plots.embedding_map(xy, pred, [f"cluster {c}" for c in clip_lab[other]], method,
                                            out_dir / "embedding_map.png", reference_name=f"head {other}'s cluster")
+    files.update(export_clips(inputs, xy, map_name, seed, out_dir))
     summary = {"source": inputs.source, "heads": n_heads, "clusters": k, "clips": n_clips,
                "segments": int(inputs.labels.shape[1]), "report_head": report_head, "reference_labels": False,
-               "head_pair_nmi": head_nmi, "map": {"embedding": map_name, "method": method},
+               "head_pair_nmi": head_nmi, "map": {"embedding": map_name, "method": method}, "cache": inputs.cache_dir,
                "dead_units": dead_units_of(inputs.embeddings), "metrics": json.loads(table.to_json(orient="records"))}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     files["summary"] = out_dir / "summary.json"
@@ -294,6 +305,21 @@ def analyze_unlabelled(inputs: AnalysisInputs, out_dir: Path, clip_lab: np.ndarr
     lines += [f"- `{p.name}`" for p in files.values()]
     files["report"].write_text("\n".join(lines) + "\n")
     return AnalysisResult(table, clusters, pd.DataFrame(), report_head, files)
+
+
+def export_clips(inputs: AnalysisInputs, xy: np.ndarray | None, map_name: str | None, seed: int, out_dir: Path
+                 ) -> dict[str, Path]:
+    """What `hear-sela browse` reads beside the label exports: clips.csv (clip_id, labels comma-joined as in a
+    labels CSV, map_x, map_y: the 2-D map, empty without one) and clip_embeddings.npy ((C, D') float16: the map's
+    clip embeddings through `reduce_features`, where the browser measures distances to cluster centres)."""
+    clips = pd.DataFrame({"clip_id": inputs.clip_ids, "labels": [",".join(x) for x in inputs.clip_labels],
+                          "map_x": np.nan if xy is None else xy[:, 0], "map_y": np.nan if xy is None else xy[:, 1]})
+    files = {"clips_csv": out_dir / "clips.csv"}
+    clips.to_csv(files["clips_csv"], index=False, float_format="%.5g")
+    if map_name is not None:
+        files["clip_embeddings"] = out_dir / "clip_embeddings.npy"
+        np.save(files["clip_embeddings"], reduce_features(inputs.embeddings[map_name], seed).astype(np.float16))
+    return files
 
 
 def dead_units_of(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:

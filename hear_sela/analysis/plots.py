@@ -105,11 +105,18 @@ def project_2d(embeddings: np.ndarray, seed: int = 0, max_tsne: int = 5000) -> t
 
 
 def _palette(n: int) -> list[tuple[float, ...]]:
-    """n <= TOP_COLOURS distinct, non-grey colours."""
+    """n <= TOP_COLOURS distinct, non-grey colours; from tab20 its dark tones first, so the largest categories
+    never get a pale colour next to its own darker twin."""
     name, size = ("tab10", 10) if n <= 9 else ("tab20", 20)
     cmap = plt.get_cmap(name)
-    colours = [cmap(i) for i in range(size) if i not in _GREYS[name]] + [matplotlib.colors.to_rgba(c) for c in _EXTRA]
+    order = range(size) if name == "tab10" else [*range(0, size, 2), *range(1, size, 2)]
+    colours = [cmap(i) for i in order if i not in _GREYS[name]] + [matplotlib.colors.to_rgba(c) for c in _EXTRA]
     return colours[:n]
+
+
+def palette_hex(n: int) -> list[str]:
+    """The map's n <= TOP_COLOURS category colours as '#rrggbb' (the HTML browser draws with the same ones)."""
+    return [matplotlib.colors.to_hex(c) for c in _palette(n)]
 
 
 def _categorical(ax, xy: np.ndarray, cats: Sequence[str], title: str) -> None:

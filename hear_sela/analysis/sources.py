@@ -174,4 +174,5 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
                           map_embedding="trained encoder", vocabulary=vocabulary or None, source=source,
                           skipped_files=list(manifest.get("bad_files", [])),
                           too_short=list(manifest.get("too_short", [])),
-                          min_segment_seconds=manifest.get("segment", {}).get("min_segment_seconds"))
+                          min_segment_seconds=manifest.get("segment", {}).get("min_segment_seconds"),
+                          cache_dir=str(Path(cache.root).resolve()))
