@@ -246,6 +246,9 @@ class SelaConfig:
     heads: int = 10  # audio SeLa code 10 x 1000 (SeLa ImageNet: 10 x 3000)
     clusters: int = 1000  # audio SeLa code
     head_dropout: float = 0.2  # audio SeLa code: Dropout(0.2) before each head
+    # (ours) [hidden, out]: the heads on a shared MLP projector (Linear BN ReLU Linear) instead of on the embedding;
+    # [] = on the embedding (audio SeLa code). objectives/heads.py
+    projector: list[int] = field(default_factory=list)
     lamb: float = 25.0  # SeLa and audio SeLa code
     tol: float = 0.1  # SeLa 0.1; audio SeLa code 1e-4 (recipes/fsd50k_sela.yaml)
     check_every: int = 10  # SeLa: error checked every 10 iterations
@@ -289,6 +292,8 @@ class SelaConfig:
         _require("sela.head_groups", self.head_groups, 1 <= self.head_groups <= self.heads,
                  f"in 1..sela.heads ({self.heads})")
         _require("sela.update_epochs", self.update_epochs, all(e >= 0 for e in self.update_epochs), "epochs >= 0")
+        _require("sela.projector", self.projector, self.projector == [] or (
+            len(self.projector) == 2 and all(d >= 1 for d in self.projector)), "[] or [hidden, out], both >= 1")
         _require("sela.marginals", self.marginals, self.marginals in NAMED_MARGINALS or self.marginals.endswith(".npy"),
                  f"one of {', '.join(NAMED_MARGINALS)} or a .npy file of the cluster prior")
 

@@ -134,3 +134,43 @@ def test_lr_schedules():
     assert lr_factor(cos, 60, 10, 11) == pytest.approx(0.5)
     assert lr_factor(cos, 110, 10, 11) == pytest.approx(0.0, abs=1e-9)
     assert lr_factor(dataclasses.replace(step, schedule="constant"), 999, 10, 2) == 1.0
+
+
+def test_heads_on_a_projector_give_the_same_logits_every_way():
+    """With sela.projector the heads read the projector's output: forward (eval), the chunked logits, and the
+    matrix-free path (project_all, then the heads on the projected rows) agree; without it nothing is projected."""
+    torch.manual_seed(0)
+    heads = MultiHead(dim=12, heads=3, clusters=5, dropout=0.5, projector=(16, 6)).eval()
+    emb = torch.randn(40, 12)
+    direct = heads(emb).permute(1, 0, 2)  # (H, N, K)
+    torch.testing.assert_close(heads.logits(emb, chunk=7), direct)
+    projected = heads.project_all(emb, chunk=9)
+    assert projected.shape == (40, 6)
+    chunks = torch.cat(list(heads.logit_chunks(projected, chunk=11, projected=True)), dim=1)
+    torch.testing.assert_close(chunks, direct)
+    plain = MultiHead(dim=12, heads=3, clusters=5)
+    assert plain.project_all(emb) is emb and plain.weight.shape == (3, 5, 12)
+    assert heads.weight.shape == (3, 5, 6)
+
+
+def test_a_projector_run_trains_and_its_label_update_matches_the_matrix_free_solve(tmp_path, monkeypatch):
+    """A run with sela.projector trains end to end; forcing the label update's matrix-free path (a zero logits
+    budget) gives the labels of the stored-logits path."""
+    import dataclasses
+
+    from train_fixtures import tiny_cache, tiny_config
+
+    import hear_sela.objectives.label_update as lu
+    from hear_sela.objectives.base import RunContext
+    from hear_sela.training.state import build_objective
+
+    cache = tiny_cache()
+    cfg = dataclasses.replace(tiny_config(tmp_path, "sela", **{"sela.projector": [16, 8]}), frontend=cache.frontend)
+    run = RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features)
+    stored = build_objective(cfg, len(cache.features), torch.device("cpu"))
+    assert stored.net.heads.weight.shape[-1] == 8
+    stored.update_labels(run)
+    monkeypatch.setattr(lu, "LOGITS_BUDGET_BYTES", 0)
+    free = build_objective(cfg, len(cache.features), torch.device("cpu"))
+    free.update_labels(run)
+    assert torch.equal(stored.store.labels, free.store.labels)

@@ -142,7 +142,8 @@ def solve_label_update(encoder: nn.Module, heads: MultiHead, store: LabelStore, 
     t_embed = time.perf_counter() - t0
     n_total = len(run.features)
     dead = dead_fraction(dist.all_reduce(alive.float()))  # dims 0 for every segment, over all ranks
-    mass_source = logits if logits is not None else heads.logit_chunks(emb, cfg.chunk_size)  # lazy for features
+    # the solver's features are the heads' input (the projector's output, when there is one); lazy for features
+    mass_source = logits if logits is not None else heads.logit_chunks(emb, cfg.chunk_size, projected=True)
     marginals, gauss_sizes = update_marginals(cfg, store, n_total, run.cfg.train.seed, mass_source)
     warm = Duals(store.duals["log_r"], store.duals["lamb"]) if cfg.warm_start and store.duals else None
     inputs = {"logits": logits} if logits is not None else {
@@ -175,9 +176,10 @@ def solve_label_update(encoder: nn.Module, heads: MultiHead, store: LabelStore, 
 
 def _update_inputs(encoder: nn.Module, heads: MultiHead, updates_done: int, run: RunContext
                    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """What the solver reads: this rank's logits (H, N_r, K) while they fit the budget, else the embeddings
-    (N_r, D) for its matrix-free mode; with the alive-dimension mask (D,) and, for SeLaVi's views, each view's
-    argmax (V, H, N_r). Returns (logits | None, embeddings | None, alive, view_argmax | None)."""
+    """What the solver reads: this rank's logits (H, N_r, K) while they fit the budget, else the heads' input
+    (N_r, D': the embeddings, or the projector's output) for its matrix-free mode; with the alive-dimension mask
+    (D,) and, for SeLaVi's views, each view's argmax (V, H, N_r). Returns (logits | None, heads' input | None, alive,
+    view_argmax | None)."""
     cfg = run.cfg.sela
     if is_multi_view(cfg):  # SeLaVi's views and head groups: logits of drawn views, stored (not linear in features)
         start, stop = dist.shard_range(len(run.features))
@@ -193,7 +195,7 @@ def _update_inputs(encoder: nn.Module, heads: MultiHead, updates_done: int, run:
                          progress=run.progress)  # (N_r, D)
     if heads.heads * emb.shape[0] * heads.clusters * 4 <= LOGITS_BUDGET_BYTES:
         return heads.logits(emb, cfg.chunk_size), None, alive_dims(emb), None
-    return None, emb, alive_dims(emb), None
+    return None, heads.project_all(emb, cfg.chunk_size), alive_dims(emb), None
 
 
 def update_marginals(cfg: SelaConfig, store: LabelStore, n_total: int, seed: int,

@@ -73,7 +73,8 @@ class SelaObjective(Objective):
         self.cfg = cfg
         load_marginals(cfg)  # a bad prior file fails here, not at the first label update after embedding everything
         check_terms(cfg.confidence)
-        heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout)
+        heads = MultiHead(encoder.embed_dim, cfg.heads, cfg.clusters, cfg.head_dropout,
+                          projector=tuple(cfg.projector) if cfg.projector else None)
         super().__init__(SelaNet(encoder, heads).to(device))
         self.store = LabelStore.initial(cfg.heads, n_segments, cfg.clusters, seed, device)
         self.relabel_due = False  # a resume on changed data: label the new segments before the next step
