@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "train SeLa or BYOL-A from a recipe: hear-sela train RECIPE [key=value ...]",
     "recipes": "list the packaged recipes (usable by name: hear-sela train demo) and the setting each reproduces",
     "curves": "plot training runs' online-evaluation dev scores against step and CPU hours: ... RUN [RUN ...]",
+    "probe": "kNN / logistic-regression probes of saved weights on dev tasks (per embedding part): ... WEIGHTS",
     "labels": "re-run a label update from a checkpoint and write the labels",
     "export": "write an encoder-only export of a checkpoint",
     "import-byola": "turn a published BYOL-A AudioNTT2020 state dict (.pth) into our export",

@@ -212,3 +212,41 @@ def test_curves_read_every_eval_record_and_summarise_against_the_init(tmp_path, 
     (tmp_path / "empty" / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
     assert cli_main(["curves", str(tmp_path / "empty"), "--out", str(out)]) == 1  # one line: no eval records
     assert "no online evaluation records" in capsys.readouterr().err
+
+
+def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_dir, capsys):
+    """`hear-sela probe` on a run's final weights and on untrained:CKPT gives the first and last online-evaluation
+    points; --parts adds the embedding's parts (one for audiontt v1: all)."""
+    import pandas as pd
+
+    from hear_sela.cli import main as cli_main
+
+    run = tmp_path / "run"
+    single_thread_train(tiny_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
+                                                    "online_eval.max_clips": 24, "train.epochs": 1}))
+    records = eval_records(run)
+    out = tmp_path / "probe.csv"
+    assert cli_main(["probe", f"init=untrained:{run / 'final.pt'}", str(run / "final.pt"), "--tasks-dir",
+                     str(tasks_dir), "--max-clips", "24", "--parts", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert set(table.weights) == {"init", "final"} and set(table.part) == {"all"}
+    for name, record in (("init", records[0]), ("final", records[-1])):
+        for probe in ("knn", "logreg"):
+            score = table[(table.weights == name) & (table.probe == probe)].score.item()
+            assert score == pytest.approx(record[f"{TASK}/{probe}"], abs=1e-12)
+    assert "mean" in capsys.readouterr().out
+
+
+def test_audiontt2022_embedding_parts_are_its_conv_map_and_its_mlp():
+    from hear_sela.encoders import build_encoder
+
+    cfg = tiny_config("/tmp/unused", "sela", **{"model.encoder": "audiontt2022",
+                                               "model.encoder_kwargs": {"d": 96, "channels": 4, "mlp_hidden": 16}})
+    enc = build_encoder(cfg).eval()
+    parts = enc.embedding_parts()
+    x = torch.randn(2, 1, 16, 32)
+    feats = enc.forward_features(x)  # (B, T', D): the conv map stacked with the MLP of it
+    conv = enc.features(x).permute(0, 3, 1, 2).flatten(2)  # (B, T', C*F/4)
+    assert parts["conv"] == slice(0, 16) and parts["mlp"] == slice(16, 96)
+    torch.testing.assert_close(feats[..., parts["conv"]], conv)
+    torch.testing.assert_close(feats[..., parts["mlp"]], enc.fc(conv))

@@ -97,6 +97,12 @@ class AudioNTT2022(_ByolaEncoder):
         self.min_frames = self.time_stride
         self.features = _conv_stack(channels, conv_layers)
         self.fc = _mlp(conv_d, mlp_hidden, d - conv_d, dropout)
+        self.conv_d = conv_d
+
+    def embedding_parts(self) -> dict[str, slice]:
+        """The stacked conv map's dimensions and the MLP's (forward_features concatenates them)."""
+        d = self.embed_dim
+        return {"all": slice(0, d), "conv": slice(0, self.conv_d), "mlp": slice(self.conv_d, d)}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, F, T) -> (B, T/4, D)
         x = rearrange(self.features(x), "b c f t -> b t (c f)")  # (B, T/4, C*F/4)

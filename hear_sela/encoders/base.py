@@ -35,6 +35,11 @@ class Encoder(nn.Module):
         hooks them to mask each clip's padding stage by stage. Default: none."""
         return [], "mean"
 
+    def embedding_parts(self) -> dict[str, slice]:
+        """Named slices of the embedding's D dimensions that come from different stages (probed apart by
+        `hear-sela probe --parts`). Default: one part, the whole embedding."""
+        return {"all": slice(0, self.embed_dim)}
+
     def output_frames(self, num_frames: int) -> int:
         """T' for an input of T frames."""
         return max(num_frames // self.time_stride, 0)

@@ -1,0 +1,46 @@
+"""Quick dev-task probes of saved weights, the online evaluation's probes run offline (`hear-sela probe`): kNN and
+logistic regression on the HEAR scene embedding of exports, checkpoints or an `untrained:` initialisation, per task
+and, with `parts`, per part of the embedding (`Encoder.embedding_parts`: for AudioNTT2022 the stacked conv map and
+the MLP output), to see at which stage a training keeps or loses information. Faster than heareval (no MLP grid),
+and exactly the numbers the online evaluation logs for the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from hear_sela.config import OnlineEvalConfig
+from hear_sela.data.hear_task_read import SceneTaskClips, read_scene_task
+from hear_sela.training.online_eval import dev_task_dirs, probe_task, scene_embeddings
+
+
+def read_tasks(tasks_dir: str | Path, tasks: Sequence[str] = (), max_clips: int = 600) -> list[SceneTaskClips]:
+    """The dev tasks as the online evaluation reads them (the same seeded subset of clips)."""
+    cfg = OnlineEvalConfig(tasks_dir=str(tasks_dir), tasks=list(tasks), max_clips=max_clips)
+    return [read_scene_task(d, cfg.max_clips, seed=0) for d in dev_task_dirs(cfg)]
+
+
+def probe_weights(name: str, weights: str | Path, tasks: Sequence[SceneTaskClips], probes: Sequence[str],
+                  parts: bool = False) -> pd.DataFrame:
+    """Rows (weights, task, part, probe, score) for one weights file."""
+    from hear_sela.hear import load_model
+
+    model = load_model(str(weights))
+    slices = model.encoder.embedding_parts() if parts else {"all": slice(None)}
+    rows = []
+    for task in tasks:
+        emb = scene_embeddings(model, task.audio)  # (N, D)
+        for part, cols in slices.items():
+            for probe, score in probe_task(emb[:, cols], task, list(probes)).items():
+                rows.append({"weights": name, "task": task.name, "part": part, "probe": probe, "score": score})
+    return pd.DataFrame(rows)
+
+
+def with_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Wide: one row per (weights, part, probe), one column per task and their mean."""
+    wide = table.pivot_table(index=["weights", "part", "probe"], columns="task", values="score", sort=False)
+    wide["mean"] = wide.mean(axis=1)
+    return wide.reset_index()
