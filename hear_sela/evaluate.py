@@ -272,7 +272,7 @@ def _entry(stage: str, runner: str) -> list[str]:
 # ---------------------------------------------------------------- state
 
 
-def _fingerprint(spec: ModuleSpec) -> str | None:
+def _weights_fingerprint(spec: ModuleSpec) -> str | None:
     if not spec.checkpoint:
         return None
     st = Path(spec.checkpoint).stat()
@@ -288,12 +288,12 @@ class TaskState:
     task_dir: str = ""  # heareval's embeddings folder of this task
 
 
-def _load_state(path: Path) -> dict:
+def _read_eval_state(path: Path) -> dict:
     state = read_json(path, advice="delete it to start over")
     return {"modules": {}} if state is None else state
 
 
-def _save_state(path: Path, state: dict) -> None:
+def _write_eval_state(path: Path, state: dict) -> None:
     write_json(path, state, indent=2)
 
 
@@ -341,7 +341,7 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
     tasks = list_tasks(tasks_dir, tasks)
     specs = resolve_specs([untrained_export(s, out_dir / "untrained") for s in specs])
     state_path = out_dir / STATE_FILE
-    state = _load_state(state_path)
+    state = _read_eval_state(state_path)
     env = dict(os.environ)
     if options.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -349,7 +349,7 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
         key = _slug(spec.alias)
         emb_root = out_dir / "embeddings" / key
         entry = state["modules"].get(key, {})
-        fp = _fingerprint(spec)
+        fp = _weights_fingerprint(spec)
         if (entry.get("fingerprint") != fp or entry.get("module") != spec.module
                 or entry.get("options") != spec.options):
             if emb_root.exists():
@@ -365,7 +365,7 @@ def evaluate_modules(tasks_dir: str | Path, specs: Sequence[ModuleSpec], out_dir
             ts = TaskState(**entry["tasks"].get(task, {}))
             _run_task(spec, task, tasks_dir, emb_root, out_dir, ts, options, env, runner)
             entry["tasks"][task] = asdict(ts)
-            _save_state(state_path, state)
+            _write_eval_state(state_path, state)
     meta = {t: json.loads((tasks_dir / t / "task_metadata.json").read_text()) for t in tasks}
     metrics = {t: m["evaluation"][0] for t, m in meta.items()}
     clips = {t: count_test_clips(tasks_dir / t, m) for t, m in meta.items()}
@@ -548,7 +548,7 @@ def write_comparison(table: pd.DataFrame, out_dir: Path) -> None:
     """comparison.csv, comparison.md (with a failures section) and comparison.png."""
     from hear_sela.analysis.report import markdown_table
 
-    state = _load_state(out_dir / STATE_FILE)
+    state = _read_eval_state(out_dir / STATE_FILE)
     table.to_csv(out_dir / "comparison.csv", index=False, float_format="%.6g")
     lines = ["# HEAR evaluation: official test score per task", "",
              "Each cell is heareval's `test_score` (the task's first `evaluation` metric), or the mean over folds for "

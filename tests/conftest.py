@@ -3,7 +3,7 @@
 Session-scoped (built once per pytest run, in a temporary folder; treat as read-only):
     tiny_corpus   SynthCorpus(root, records, clips_per_class=2, clip_seconds=2.0, seed=0): every synth class
                   (hear_sela.data.synth.SYNTH_CLASSES), 2 clips each, 2 s, 16 kHz WAV, with labels.csv; written by
-                  `write_corpus`, so `scan_folder(root, root / "labels.csv")` gives the same records.
+                  `write_synth_corpus`, so `scan_folder(root, root / "labels.csv")` gives the same records.
     tiny_cache    FeatureCache of tiny_corpus with the default (BYOL-A) frontend, 1.0 s segments, 1.0 s hop,
                   0.5 s minimum: 2 segments per clip, features (34, 64, 101) float16, un-normalised log-mel;
                   `tiny_cache.frontend` carries the cache's mean/std.
@@ -48,10 +48,10 @@ class SynthCorpus:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> SynthCorpus:
-    from hear_sela.data.synth import write_corpus
+    from hear_sela.data.synth import write_synth_corpus
 
     root = tmp_path_factory.mktemp("tiny_corpus")
-    records = write_corpus(root, TINY_CLIPS_PER_CLASS, TINY_CLIP_SECONDS, seed=0, progress=False)
+    records = write_synth_corpus(root, TINY_CLIPS_PER_CLASS, TINY_CLIP_SECONDS, seed=0, progress=False)
     return SynthCorpus(root, records, TINY_CLIPS_PER_CLASS, TINY_CLIP_SECONDS, 0)
 
 

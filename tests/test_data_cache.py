@@ -38,7 +38,7 @@ def _write(path, seconds: float, freq: float = 440.0, seed: int = 0) -> ClipReco
     return ClipRecord(path.stem, str(path), (f"f{int(freq)}",))
 
 
-def _build(records, cache_dir, **kw) -> FeatureCache:
+def _build_cache(records, cache_dir, **kw) -> FeatureCache:
     kw = {**SMALL, "progress": False, **kw}
     return build_feature_cache(records, kw.pop("frontend", FrontendConfig()), cache_dir, **kw)
 
@@ -109,7 +109,7 @@ def test_tiny_cache_layout(tiny_cache, tiny_corpus):
 def test_features_are_the_frontend_log_mel_of_each_zero_padded_segment(tmp_path, preset):
     records = [_write(tmp_path / "a.wav", 2.6, 300.0), _write(tmp_path / "b.wav", 1.2, 1200.0, seed=1)]
     fe = FrontendConfig(**FRONTEND_PRESETS[preset])
-    cache = _build(records, tmp_path / "cache", frontend=fe)
+    cache = _build_cache(records, tmp_path / "cache", frontend=fe)
     lm = LogMel(fe)
     spec = SegmentSpec.from_seconds(SR, 1.0, 1.0, 0.5)
     expected, frames = [], []
@@ -154,11 +154,11 @@ def _interrupt_after(monkeypatch, k: int) -> None:
 
 def test_resume_after_an_interrupted_build_equals_an_uninterrupted_build(tiny_corpus, tmp_path, monkeypatch):
     records = tiny_corpus.records[:18]
-    reference = _build(records, tmp_path / "ref", chunk_clips=4, batch_size=5)
+    reference = _build_cache(records, tmp_path / "ref", chunk_clips=4, batch_size=5)
     cache_dir = tmp_path / "resumed"
     _interrupt_after(monkeypatch, 11)  # chunks 0-3 and 4-7 complete; 8-10 decoded but never written
     with pytest.raises(_Interrupt):
-        _build(records, cache_dir, chunk_clips=4, batch_size=5)
+        _build_cache(records, cache_dir, chunk_clips=4, batch_size=5)
     monkeypatch.undo()
     progress = json.loads((cache_dir / "progress.json").read_text())
     assert progress["clips_done"] == 8 and progress["segments_done"] == 16
@@ -170,26 +170,26 @@ def test_resume_after_an_interrupted_build_equals_an_uninterrupted_build(tiny_co
         f.write(b"\x00\x3c" * 5000)
     with open(cache_dir / "clips.partial.jsonl", "a") as f:
         f.write('{"i": 8, "status": "ok", "samp')
-    resumed = _build(records, cache_dir, chunk_clips=16, batch_size=64)  # resume keeps the original chunking
+    resumed = _build_cache(records, cache_dir, chunk_clips=16, batch_size=64)  # resume keeps the original chunking
     _assert_same(resumed, reference)
     assert sorted(os.listdir(cache_dir)) == [".lock", "features.f16", "manifest.json"]
 
 
 def test_workers_give_the_same_cache(tiny_corpus, tmp_path):
     records = tiny_corpus.records[:10]
-    _assert_same(_build(records, tmp_path / "w2", num_workers=2, chunk_clips=3),
-                 _build(records, tmp_path / "w0", num_workers=0, chunk_clips=3))
+    _assert_same(_build_cache(records, tmp_path / "w2", num_workers=2, chunk_clips=3),
+                 _build_cache(records, tmp_path / "w0", num_workers=0, chunk_clips=3))
 
 
 def test_complete_cache_is_reused(tiny_corpus, tmp_path, monkeypatch, caplog):
     records = tiny_corpus.records[:4]
     with caplog.at_level(logging.INFO):
-        first = _build(records, tmp_path / "c")
+        first = _build_cache(records, tmp_path / "c")
     assert "feature cache built:" in caplog.text and "cache reused" not in caplog.text
     caplog.clear()
     monkeypatch.setattr(cache_mod, "load_audio", lambda *a, **k: pytest.fail("a complete cache was rebuilt"))
     with caplog.at_level(logging.INFO):
-        _assert_same(_build(records, tmp_path / "c"), first)
+        _assert_same(_build_cache(records, tmp_path / "c"), first)
     # the log says it was reused (it once said "built in N s" at every load, which read as a rebuild)
     assert "feature cache reused (nothing rebuilt):" in caplog.text and "cache built:" not in caplog.text
 
@@ -212,7 +212,7 @@ def test_a_second_builder_waits_for_the_first(tiny_corpus, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = {}
-        worker = threading.Thread(target=lambda: result.update(cache=_build(tiny_corpus.records[:2], root)))
+        worker = threading.Thread(target=lambda: result.update(cache=_build_cache(tiny_corpus.records[:2], root)))
         worker.start()
         worker.join(timeout=1.0)
         assert worker.is_alive() and not (root / "manifest.json").exists()
@@ -226,14 +226,14 @@ _KILLED_BUILD = """
 import sys, time
 from hear_sela.config import FrontendConfig
 from hear_sela.data import cache_build
-from hear_sela.data.synth import write_corpus
+from hear_sela.data.synth import write_synth_corpus
 
 slow = cache_build.load_audio
 def load_slowly(path, sample_rate=16000):
     time.sleep(0.1)
     return slow(path, sample_rate)
 cache_build.load_audio = load_slowly
-records = write_corpus(sys.argv[1], 2, 2.0, seed=0, progress=False)[:12]
+records = write_synth_corpus(sys.argv[1], 2, 2.0, seed=0, progress=False)[:12]
 cache_build.build_feature_cache(records, FrontendConfig(), sys.argv[2], 1.0, 1.0, 0.5, num_workers=2,
                                 chunk_clips=2, progress=False)
 """
@@ -259,8 +259,8 @@ def test_resume_after_the_builder_is_killed_with_workers_running(tiny_corpus, tm
         os.kill(pid, signal.SIGKILL)
     assert orphans == [], "DataLoader workers outlived the killed build"
     records = tiny_corpus.records[:12]
-    resumed = _build(records, cache_dir, num_workers=2, chunk_clips=2)
-    _assert_same(resumed, _build(records, tmp_path / "ref", num_workers=0, chunk_clips=2))
+    resumed = _build_cache(records, cache_dir, num_workers=2, chunk_clips=2)
+    _assert_same(resumed, _build_cache(records, tmp_path / "ref", num_workers=0, chunk_clips=2))
 
 
 def _cmdline(pid: str) -> str:
@@ -276,8 +276,8 @@ def test_cuda_build_matches_cpu(tiny_corpus, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     records = tiny_corpus.records[:6]
-    cpu = _build(records, tmp_path / "cpu")
-    gpu = _build(records, tmp_path / "gpu", device="cuda")
+    cpu = _build_cache(records, tmp_path / "cpu")
+    gpu = _build_cache(records, tmp_path / "gpu", device="cuda")
     np.testing.assert_allclose(np.asarray(gpu.features, np.float32), np.asarray(cpu.features, np.float32),
                                atol=0.02, rtol=2e-3)
     assert gpu.mean == pytest.approx(cpu.mean, abs=1e-3) and gpu.std == pytest.approx(cpu.std, abs=1e-3)
@@ -288,16 +288,16 @@ def test_cuda_build_matches_cpu(tiny_corpus, tmp_path):
 
 def test_stale_frontend_is_refused_or_rebuilt(tiny_corpus, tmp_path):
     records = tiny_corpus.records[:4]
-    _build(records, tmp_path / "c")
+    _build_cache(records, tmp_path / "c")
     other = FrontendConfig(**FRONTEND_PRESETS["sela_audio"])
     with pytest.raises(CacheError) as e:
-        _build(records, tmp_path / "c", frontend=other, on_stale="error")
+        _build_cache(records, tmp_path / "c", frontend=other, on_stale="error")
     assert "stale feature cache" in str(e.value) and "n_fft 1024 -> 512" in str(e.value)
-    rebuilt = _build(records, tmp_path / "c", frontend=other, on_stale="rebuild")
+    rebuilt = _build_cache(records, tmp_path / "c", frontend=other, on_stale="rebuild")
     assert rebuilt.features.shape == (8, 64, 51) and rebuilt.frontend.n_fft == 512
     # normalisation stats in the given frontend do not make a cache stale
     with_stats = FrontendConfig(**{**FRONTEND_PRESETS["sela_audio"], "norm_mean": 1.0, "norm_std": 2.0})
-    assert _build(records, tmp_path / "c", frontend=with_stats, on_stale="error").mean == rebuilt.mean
+    assert _build_cache(records, tmp_path / "c", frontend=with_stats, on_stale="error").mean == rebuilt.mean
 
 
 @pytest.mark.parametrize("change,phrase", [
@@ -307,7 +307,7 @@ def test_stale_frontend_is_refused_or_rebuilt(tiny_corpus, tmp_path):
 ])
 def test_stale_clip_list_segments_or_source(tiny_corpus, tmp_path, change, phrase):
     records = tiny_corpus.records[:4]
-    _build(records, tmp_path / "c", source_id="a")
+    _build_cache(records, tmp_path / "c", source_id="a")
     kw = {"source_id": "a", "on_stale": "error"}
     if change == "clips":
         records = records[:3]
@@ -316,26 +316,26 @@ def test_stale_clip_list_segments_or_source(tiny_corpus, tmp_path, change, phras
     else:
         kw["source_id"] = "b"
     with pytest.raises(CacheError, match=phrase):
-        _build(records, tmp_path / "c", **kw)
+        _build_cache(records, tmp_path / "c", **kw)
 
 
 def test_stale_interrupted_build_is_also_detected(tiny_corpus, tmp_path, monkeypatch):
     records = tiny_corpus.records[:6]
     _interrupt_after(monkeypatch, 3)
     with pytest.raises(_Interrupt):
-        _build(records, tmp_path / "c", chunk_clips=2)
+        _build_cache(records, tmp_path / "c", chunk_clips=2)
     monkeypatch.undo()
     with pytest.raises(CacheError, match="stale interrupted cache build"):
-        _build(records[:5], tmp_path / "c", on_stale="error")
-    assert len(_build(records[:5], tmp_path / "c")) == 10
+        _build_cache(records[:5], tmp_path / "c", on_stale="error")
+    assert len(_build_cache(records[:5], tmp_path / "c")) == 10
 
 
 def test_changed_labels_update_the_manifest_without_rebuilding(tiny_corpus, tmp_path):
     records = tiny_corpus.records[:3]
-    first = _build(records, tmp_path / "c")
+    first = _build_cache(records, tmp_path / "c")
     stamp = os.stat(tmp_path / "c" / "features.f16").st_mtime_ns
     relabelled = [ClipRecord(r.clip_id, r.path, ("x", "y")) for r in records]
-    again = _build(relabelled, tmp_path / "c", on_stale="error")
+    again = _build_cache(relabelled, tmp_path / "c", on_stale="error")
     assert [c.labels for c in again.clips] == [("x", "y")] * 3
     assert os.stat(tmp_path / "c" / "features.f16").st_mtime_ns == stamp
     assert np.array_equal(np.asarray(again.features), np.asarray(first.features))
@@ -373,7 +373,7 @@ def test_bad_file_skipped_with_path_reason_and_count(tmp_path, case, caplog):
     good = [_write(tmp_path / f"g{i}.wav", 1.2, 200.0 * (i + 1), seed=i) for i in range(3)]
     bad, phrase = _make_bad(tmp_path, case)
     with caplog.at_level(logging.WARNING):
-        cache = _build([good[0], bad, good[1], good[2]], tmp_path / "c", on_bad_file="skip", chunk_clips=2)
+        cache = _build_cache([good[0], bad, good[1], good[2]], tmp_path / "c", on_bad_file="skip", chunk_clips=2)
     assert [c.clip_id for c in cache.clips] == ["g0", "g1", "g2"] and len(cache) == 3
     assert np.array_equal(cache.segment_clip, [0, 1, 2])  # indices into the kept clips
     assert len(cache.bad_files) == 1
@@ -382,7 +382,7 @@ def test_bad_file_skipped_with_path_reason_and_count(tmp_path, case, caplog):
     assert bad.path in caplog.text and "skipped 1 bad audio file(s) of 4" in caplog.text
     assert np.isfinite(np.asarray(cache.features, dtype=np.float32)).all()
     with pytest.raises(CacheError, match="bad file"):  # a skip-built cache does not satisfy on_bad_file=error
-        _build([good[0], bad, good[1], good[2]], tmp_path / "c", on_bad_file="error")
+        _build_cache([good[0], bad, good[1], good[2]], tmp_path / "c", on_bad_file="error")
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -391,32 +391,32 @@ def test_bad_file_stops_the_build_and_a_fixed_file_resumes(tmp_path, case):
     bad, phrase = _make_bad(tmp_path, case)
     records = [good[0], good[1], bad, good[2]]
     with pytest.raises(AudioError) as e:
-        _build(records, tmp_path / "c", on_bad_file="error", chunk_clips=1)
+        _build_cache(records, tmp_path / "c", on_bad_file="error", chunk_clips=1)
     assert e.value.path == bad.path and phrase in e.value.reason
     assert not (tmp_path / "c" / "manifest.json").exists()
     assert json.loads((tmp_path / "c" / "progress.json").read_text())["clips_done"] == 2
     fixed = _write(tmp_path / "fixed.wav", 1.0, 800.0)
     os.makedirs(os.path.dirname(bad.path), exist_ok=True)
     os.replace(fixed.path, bad.path)
-    cache = _build(records, tmp_path / "c", on_bad_file="error", chunk_clips=1)
+    cache = _build_cache(records, tmp_path / "c", on_bad_file="error", chunk_clips=1)
     assert [c.clip_id for c in cache.clips] == ["g0", "g1", bad.clip_id, "g2"] and not cache.bad_files
 
 
 def test_too_short_clips_and_nothing_left(tmp_path):
     good = _write(tmp_path / "ok.wav", 1.0)
     short = _write(tmp_path / "short.wav", 0.3)
-    cache = _build([good, short], tmp_path / "c")
+    cache = _build_cache([good, short], tmp_path / "c")
     assert [c.clip_id for c in cache.clips] == ["ok"]
     assert [s["clip_id"] for s in cache.manifest["too_short"]] == ["short"]
     bad, _ = _make_bad(tmp_path, "corrupt")
     with pytest.raises(CacheError, match="no segments"):
-        _build([short, bad], tmp_path / "d")
+        _build_cache([short, bad], tmp_path / "d")
 
 
 def test_open_reports_missing_or_damaged_caches(tiny_corpus, tmp_path):
     with pytest.raises(CacheError, match="manifest.json is missing"):
         FeatureCache.open(tmp_path / "nothing")
-    _build(tiny_corpus.records[:2], tmp_path / "c")
+    _build_cache(tiny_corpus.records[:2], tmp_path / "c")
     os.truncate(tmp_path / "c" / "features.f16", 1000)
     with pytest.raises(CacheError, match="damaged"):
         FeatureCache.open(tmp_path / "c")
@@ -425,13 +425,13 @@ def test_open_reports_missing_or_damaged_caches(tiny_corpus, tmp_path):
 def test_argument_checks(tmp_path, tiny_corpus):
     rec = tiny_corpus.records[0]
     with pytest.raises(CacheError, match="on_bad_file"):
-        _build([rec], tmp_path / "c", on_bad_file="ignore")
+        _build_cache([rec], tmp_path / "c", on_bad_file="ignore")
     with pytest.raises(CacheError, match="on_stale"):
-        _build([rec], tmp_path / "c", on_stale="maybe")
+        _build_cache([rec], tmp_path / "c", on_stale="maybe")
     with pytest.raises(CacheError, match="more than once"):
-        _build([rec, rec], tmp_path / "c")
+        _build_cache([rec, rec], tmp_path / "c")
     with pytest.raises(CacheError, match="no clips"):
-        _build([], tmp_path / "c")
+        _build_cache([], tmp_path / "c")
 
 
 def test_reading_a_cache_imports_no_builder():

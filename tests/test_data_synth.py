@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hear_sela.data.folder import scan_folder
 from hear_sela.data.records import DataError, read_labels_csv
-from hear_sela.data.synth import SYNTH_CLASSES, corpus_clip, iter_corpus, synthesize_clip, write_corpus
+from hear_sela.data.synth import SYNTH_CLASSES, corpus_clip, iter_corpus, synthesize_clip, write_synth_corpus
 
 
 def _digest(root) -> dict[str, str]:
@@ -24,11 +24,11 @@ def test_at_least_twelve_classes():
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, tiny_corpus):
-    again = write_corpus(tmp_path / "a", tiny_corpus.clips_per_class, tiny_corpus.clip_seconds, seed=0,
+    again = write_synth_corpus(tmp_path / "a", tiny_corpus.clips_per_class, tiny_corpus.clip_seconds, seed=0,
                          progress=False)
     assert [r.clip_id for r in again] == [r.clip_id for r in tiny_corpus.records]
     assert _digest(tmp_path / "a") == _digest(tiny_corpus.root)
-    write_corpus(tmp_path / "b", tiny_corpus.clips_per_class, tiny_corpus.clip_seconds, seed=1, progress=False)
+    write_synth_corpus(tmp_path / "b", tiny_corpus.clips_per_class, tiny_corpus.clip_seconds, seed=1, progress=False)
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
     wavs = [k for k in a if k.endswith(".wav")]
     assert all(a[k] != b[k] for k in wavs)
@@ -74,7 +74,7 @@ def test_unknown_class_is_refused():
     with pytest.raises(ValueError, match="unknown synth class 'kazoo'"):
         synthesize_clip("kazoo", np.random.default_rng(0))
     with pytest.raises(ValueError, match="kazoo"):
-        write_corpus("/nonexistent/never", 1, 1.0, classes=["kazoo"], progress=False)
+        write_synth_corpus("/nonexistent/never", 1, 1.0, classes=["kazoo"], progress=False)
 
 
 def test_noise_bands_sit_where_their_names_say():
@@ -111,21 +111,21 @@ def test_classes_are_separable_from_simple_log_mel_statistics():
     assert acc > 5 / len(SYNTH_CLASSES), acc
 
 
-def test_write_corpus_is_idempotent_and_replaces_only_its_own_files(tmp_path):
+def test_write_synth_corpus_is_idempotent_and_replaces_only_its_own_files(tmp_path):
     root = tmp_path / "c"
-    recs = write_corpus(root, 1, 0.5, seed=0, classes=["rain", "knock"], progress=False)
+    recs = write_synth_corpus(root, 1, 0.5, seed=0, classes=["rain", "knock"], progress=False)
     stamp = os.stat(recs[0].path).st_mtime_ns
-    assert write_corpus(root, 1, 0.5, seed=0, classes=["rain", "knock"], progress=False) == recs
+    assert write_synth_corpus(root, 1, 0.5, seed=0, classes=["rain", "knock"], progress=False) == recs
     assert os.stat(recs[0].path).st_mtime_ns == stamp  # reused, not rewritten
     (root / "mine.txt").write_text("user file")
-    new = write_corpus(root, 2, 0.5, seed=0, classes=["rain"], progress=False)
+    new = write_synth_corpus(root, 2, 0.5, seed=0, classes=["rain"], progress=False)
     assert [r.clip_id for r in new] == ["rain/rain_0000", "rain/rain_0001"]
     assert not (root / "knock").exists()  # the old corpus's files are gone
     assert (root / "mine.txt").read_text() == "user file"  # nothing else touched
     assert [r.clip_id for r in scan_folder(root, root / "labels.csv")] == [r.clip_id for r in new]
 
 
-def test_write_corpus_refuses_a_foreign_folder(tmp_path):
+def test_write_synth_corpus_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "holiday.wav").write_bytes(b"not ours")
     with pytest.raises(DataError, match="refusing"):
-        write_corpus(tmp_path, 1, 0.5, progress=False)
+        write_synth_corpus(tmp_path, 1, 0.5, progress=False)

@@ -223,10 +223,10 @@ def test_extensionless_names_as_prepare_and_analyze_match_them(folder, tmp_path)
 
 
 def test_synth_corpus_labels_csv_makes_a_task(tmp_path, capsys):
-    from hear_sela.data.synth import write_corpus
+    from hear_sela.data.synth import write_synth_corpus
 
     corpus = tmp_path / "corpus"
-    write_corpus(corpus, clips_per_class=3, clip_seconds=0.5, classes=["bell", "rain"], progress=False)
+    write_synth_corpus(corpus, clips_per_class=3, clip_seconds=0.5, classes=["bell", "rain"], progress=False)
     assert cli_main(["tasks", str(corpus), "--labels", str(corpus / "labels.csv"), "--out", str(tmp_path / "t"),
                      "--folds", "3"]) == 0
     assert "6 clips" in capsys.readouterr().out

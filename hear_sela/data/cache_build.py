@@ -294,8 +294,8 @@ def build_feature_cache(records: list[ClipRecord], frontend_cfg: FrontendConfig,
             for name in (PROGRESS, CLIP_LOG):  # left over if a finished build died before cleaning up
                 (root / name).unlink(missing_ok=True)
             return _open_complete(root, manifest, records, on_bad_file)
-        return _build(records, lm, root, spec, seg_meta, ident, state, on_bad_file, num_workers, chunk_clips,
-                      batch_size, device, progress)
+        return _build_feature_cache(records, lm, root, spec, seg_meta, ident, state, on_bad_file, num_workers,
+                                    chunk_clips, batch_size, device, progress)
 
 
 def _open_complete(root: Path, manifest: dict[str, Any], records: list[ClipRecord], on_bad_file: str) -> FeatureCache:
@@ -321,9 +321,10 @@ def _open_complete(root: Path, manifest: dict[str, Any], records: list[ClipRecor
     return cache
 
 
-def _build(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec, seg_meta: dict[str, Any],
-           ident: dict[str, Any], state: dict[str, Any] | None, on_bad_file: str, num_workers: int, chunk_clips: int,
-           batch_size: int, device: str | torch.device, progress: bool) -> FeatureCache:
+def _build_feature_cache(records: list[ClipRecord], lm: LogMel, root: Path, spec: SegmentSpec,
+                         seg_meta: dict[str, Any], ident: dict[str, Any], state: dict[str, Any] | None,
+                         on_bad_file: str, num_workers: int, chunk_clips: int, batch_size: int,
+                         device: str | torch.device, progress: bool) -> FeatureCache:
     t0 = time.perf_counter()
     if state is None:
         _remove_own_files(root)

@@ -302,7 +302,8 @@ def default_clip_seconds(durations: list[float]) -> float:
     return max(0.01, round(min(float(np.median(durations)), MAX_DEFAULT_CLIP_SECONDS), 2))
 
 
-def cut_clips(folder: Path, clips: list[TaskClip], seconds: float, max_per_file: int | None = None) -> list[TaskClip]:
+def cut_task_clips(folder: Path, clips: list[TaskClip], seconds: float,
+                   max_per_file: int | None = None) -> list[TaskClip]:
     """Cut each file into consecutive `seconds`-long clips (a tail under half a clip and silent segments dropped).
 
     The clips of one file keep its labels and group (by default the file itself), so folds never split a file.
@@ -430,7 +431,7 @@ def write_scene_task(folder: str | Path, labels_csv: str | Path, out_dir: str | 
     if clip_seconds is None:
         clip_seconds = default_clip_seconds([audio_seconds(folder / c.fname) for c in clips])
     if cut:
-        clips = cut_clips(folder, clips, clip_seconds, max_clips_per_file)
+        clips = cut_task_clips(folder, clips, clip_seconds, max_clips_per_file)
     splits, part = partition_clips(clips, split, folds, seed, labels_csv)
     task_dir = new_task_dir(out_dir, name or Path(labels_csv).stem)
     meta = task_metadata(task_dir.name, "scene", mode, clip_seconds, EVALUATION[mode])

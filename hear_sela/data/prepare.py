@@ -45,10 +45,10 @@ def build_records(data_cfg: DataConfig, out_dir: str | Path) -> list[ClipRecord]
     """The clip list `data_cfg` describes (writing the synth corpus first if needed)."""
     out_dir = Path(out_dir)
     if data_cfg.source == "synth":
-        from hear_sela.data.synth import write_corpus
+        from hear_sela.data.synth import write_synth_corpus
 
         s = data_cfg.synth
-        return write_corpus(_synth_root(data_cfg, out_dir), s.clips_per_class, s.clip_seconds, s.seed, s.classes)
+        return write_synth_corpus(_synth_root(data_cfg, out_dir), s.clips_per_class, s.clip_seconds, s.seed, s.classes)
     if data_cfg.source in ("folder", "fsd50k") and not data_cfg.root:
         raise ConfigError(f"data.source={data_cfg.source} needs data.root (the dataset folder)")
     if data_cfg.source == "folder":

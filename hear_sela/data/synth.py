@@ -20,7 +20,7 @@ Two levels:
   onset, sits in background noise of random colour (white to low rumble) at a random SNR (10-30 dB), and gets a
   random peak level (-20..-1 dBFS). Its generator is seeded from (seed, crc32(name), index), so any clip is
   reproducible on its own and adding a class changes no other class's clips.
-`write_corpus` writes the corpus as 16-bit WAVs plus labels.csv; the labels are for analysis only.
+`write_synth_corpus` writes the corpus as 16-bit WAVs plus labels.csv; the labels are for analysis only.
 Legend: S samples.
 """
 
@@ -433,7 +433,7 @@ def _check_classes(classes: list[str] | None) -> list[str]:
     return classes
 
 
-def write_corpus(out_dir: str | Path, clips_per_class: int = 40, clip_seconds: float = 4.0, seed: int = 0,
+def write_synth_corpus(out_dir: str | Path, clips_per_class: int = 40, clip_seconds: float = 4.0, seed: int = 0,
                  classes: list[str] | None = None, sample_rate: int = 16000,
                  progress: bool = True) -> list[ClipRecord]:
     """Write the corpus as <out_dir>/<class>/<class>_<i>.wav (16-bit PCM) + labels.csv (fname,labels) + corpus.json.

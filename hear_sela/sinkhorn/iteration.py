@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hear_sela import distributed
-from hear_sela.sinkhorn.kernels import _build, _Built, _column_logsumexp, _labels, _SparseStore
+from hear_sela.sinkhorn.kernels import _build_kernel, _Built, _column_logsumexp, _labels, _SparseStore
 from hear_sela.sinkhorn.marginals import _target_marginals
 from hear_sela.sinkhorn.sources import KernelKind, _FeatureSource, _LogitSource
 
@@ -316,8 +316,8 @@ def _iterate(source: _LogitSource | _FeatureSource, target: Tensor, plan: _Plan,
 
     def rebuild() -> _Built:
         """Kernel for u = hs.alpha, one exact c-update; the scaling factors restart at 1."""
-        built = _build(source, hs.ids, hs.alpha, lamb, chunk, plan.kernel, plan.log_eps, plan.log_floor,
-                       plan.n_total)
+        built = _build_kernel(source, hs.ids, hs.alpha, lamb, chunk, plan.kernel, plan.log_eps, plan.log_floor,
+                              plan.n_total)
         out.rebuilds += 1
         out.kind, out.density = built.store.kind, built.density
         hs.log_r.zero_()

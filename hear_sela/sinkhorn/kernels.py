@@ -235,8 +235,8 @@ class _Built:
     density: float  # kept fraction on this rank
 
 
-def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha: Tensor, lamb: float, chunk: int,
-           kind: KernelKind, log_eps: float, log_floor: float, n_total: int) -> _Built:
+def _build_kernel(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha: Tensor, lamb: float,
+                  chunk: int, kind: KernelKind, log_eps: float, log_floor: float, n_total: int) -> _Built:
     """One exact c-update from u = α and the new kernel G = exp(A + α + β), β = −LSE_k(A + α) (rows sum to 1).
 
     alpha: (H_a, K) float64. The sparse kernel keeps entries ≥ e^log_eps of their row and records how much mass it
@@ -289,7 +289,7 @@ def _build(source: _LogitSource | _FeatureSource, heads: tuple[int, ...], alpha:
             values[j].append(vi)
         nnz += len(flat)
         if budget is not None and nnz > budget:
-            return _build(source, heads, alpha, lamb, chunk, "dense", log_eps, log_floor, n_total)
+            return _build_kernel(source, heads, alpha, lamb, chunk, "dense", log_eps, log_floor, n_total)
     if use_sparse:
         index_dtype = torch.int32 if max(nnz, h * max(rows, k)) < 2**31 - 1 else torch.int64  # CSR: one dtype
         crow = torch.zeros(h * rows + 1, dtype=index_dtype, device=dev)
