@@ -304,7 +304,7 @@ def list_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> list[str]
     """The task folders under `tasks_dir` (or those `names`d), sorted, each checked by `validate_task` before
     heareval sees it. Of the folder's own listing, one that is not a valid task is skipped and named with the
     reason; a named task that is not valid, or a folder with none, raises DataError."""
-    from hear_sela.data.hear_tasks import validate_task
+    from hear_sela.data.task_validate import validate_task
 
     if not tasks_dir.is_dir():
         raise DataError(f"tasks folder not found: {tasks_dir} (--tasks-dir: a folder of HEAR task folders)")

@@ -66,7 +66,7 @@ def test_synthesize_clip_fills_the_duration(name):
     x = synthesize_clip(name, np.random.default_rng(0), 16000, 0.37)
     assert x.shape == (round(0.37 * 16000),) and x.dtype == np.float32
     assert np.isfinite(x).all() and np.isclose(np.abs(x).max(), 1.0)
-    # the event starts at once (hear_tasks places events with it): energy in the first 50 ms
+    # the event starts at once (synth_tasks places events with it): energy in the first 50 ms
     assert np.abs(x[:800]).max() > 0.05
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hear_sela.data.hear_tasks import write_task
+from hear_sela.data.task_layout import write_task
 from hear_sela.evaluate import (
     DIFF_COLUMN,
     WEIGHTS_ONLY_ENV,

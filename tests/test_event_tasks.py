@@ -14,8 +14,10 @@ import soundfile as sf
 from hear_sela.cli import main as cli_main
 from hear_sela.data.audio import load_audio
 from hear_sela.data.event_tasks import trim_sound, write_event_task
-from hear_sela.data.hear_tasks import NOISE_FLOOR, SAMPLE_RATE, validate_task
 from hear_sela.data.records import DataError
+from hear_sela.data.synth_tasks import NOISE_FLOOR
+from hear_sela.data.task_layout import SAMPLE_RATE
+from hear_sela.data.task_validate import validate_task
 
 
 @pytest.fixture()

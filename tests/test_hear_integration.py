@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hear_sela.data.hear_tasks import write_hear_tasks
+from hear_sela.data.synth_tasks import write_hear_tasks
 
 MARGIN_TOP1 = 0.25
 MARGIN_MAP = 0.15

@@ -1,4 +1,4 @@
-"""hear_sela.data.hear_tasks writes tasks in the layout heareval reads, with labels that match the audio."""
+"""hear_sela.data.synth_tasks writes tasks in the layout heareval reads, with labels that match the audio."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hear_sela.data.hear_tasks import SAMPLE_RATE, SPLITS, write_hear_tasks
+from hear_sela.data.synth_tasks import SAMPLE_RATE, SPLITS, write_hear_tasks
 
 # every key heareval 2021.1.3 reads from task_metadata.json (embeddings and predictions runners)
 HEAREVAL_KEYS = {"task_name", "embedding_type", "prediction_type", "split_mode", "splits", "sample_duration",

@@ -11,10 +11,12 @@ import pytest
 import soundfile as sf
 
 from hear_sela.cli import main as cli_main
-from hear_sela.data import hear_tasks
+from hear_sela.data import synth_tasks
 from hear_sela.data.audio import AudioError
-from hear_sela.data.hear_tasks import SAMPLE_RATE, TaskClip, assign_partitions, validate_task, write_scene_task
 from hear_sela.data.records import DataError
+from hear_sela.data.scene_tasks import assign_partitions, write_scene_task
+from hear_sela.data.task_layout import SAMPLE_RATE, TaskClip
+from hear_sela.data.task_validate import validate_task
 
 
 def _tone(seconds: float, freq: float, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -199,9 +201,12 @@ def test_validate_catches_a_broken_layout(folder, tmp_path):
         validate_task(task)
 
 
-def test_hear_tasks_module_has_one_writer():
+def test_synth_and_folder_tasks_share_one_layout_writer():
     """The synth tasks and user tasks share write_task (one place that writes the HEAR layout)."""
-    assert hear_tasks.write_task.__module__ == "hear_sela.data.hear_tasks"
+    from hear_sela.data import event_tasks, scene_tasks
+
+    assert synth_tasks.write_task is scene_tasks.write_task is event_tasks.write_task
+    assert synth_tasks.write_task.__module__ == "hear_sela.data.task_layout"
 
 
 def test_extensionless_names_as_prepare_and_analyze_match_them(folder, tmp_path):

@@ -18,7 +18,7 @@ import torch
 from hear_sela.checkpoint import export_untrained, load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError
 from hear_sela.data.hear_task_read import read_scene_task
-from hear_sela.data.hear_tasks import write_hear_tasks
+from hear_sela.data.synth_tasks import write_hear_tasks
 from hear_sela.training.loop import train
 from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings, snapshot_path
 

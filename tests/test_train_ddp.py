@@ -80,7 +80,7 @@ def test_online_evaluation_under_ddp_runs_on_rank_zero_and_keeps_lockstep(tmp_pa
     curve has each point once."""
     import json
 
-    from hear_sela.data.hear_tasks import write_hear_tasks
+    from hear_sela.data.synth_tasks import write_hear_tasks
 
     write_hear_tasks(tmp_path / "tasks", seed=0, size=30, n_classes=3)
     run = tmp_path / "run"

@@ -200,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     analysis = stage("analyze", analyze)
 
     def hear_tasks() -> dict:
-        from hear_sela.data.hear_tasks import write_hear_tasks
+        from hear_sela.data.synth_tasks import write_hear_tasks
 
         dirs = write_hear_tasks(out / "hear_tasks", seed=0, size=hear_size)
         return {"tasks": [d.name for d in dirs]}

@@ -42,8 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from hear_sela.data.audio import AudioError
     from hear_sela.data.event_tasks import write_event_task
-    from hear_sela.data.hear_tasks import validate_task, write_scene_task
     from hear_sela.data.records import DataError
+    from hear_sela.data.scene_tasks import write_scene_task
+    from hear_sela.data.task_validate import validate_task
 
     try:
         if args.events:

@@ -4,14 +4,15 @@ Each row of the labels CSV (fname, label[, group column]) is one short sound, e.
 quiet lead-in and tail (below ONSET_FRACTION of its peak) are cut, so the sound starts at its first audible sample,
 and it is capped at `max_event_seconds`. Each clip of `clip_seconds` is a low-level white-noise background (the synth
 event task's NOISE_FLOOR) with 1-`max_events` sounds mixed in at random onsets, non-overlapping and with at least
-MIN_EVENT_GAP s of background between them (hear_tasks.event_starts / add_event, shared with the synth event task),
+MIN_EVENT_GAP s of background between them (synth_tasks.event_starts / add_event, shared with the synth event task),
 each at a random peak in [0.3, 0.9]. The label of a placed sound is {"label", "start", "end"} in ms: exactly the
 sample where it was placed and where it ends.
 
 Sounds are partitioned first (train/valid/test 60/20/20 % or k folds, grouped by a CSV column, by default by file and
-stratified by label: hear_tasks.assign_partitions), and each partition's clips are built from its own sounds only,
-so no recording is heard in two splits. The layout is hear_tasks.write_task's, checked by validate_task; clips.csv
-lists one row per placed sound (clip wav, split, source fname, offset in the source, group, label, onset/offset ms).
+stratified by label: scene_tasks.assign_partitions), and each partition's clips are built from its own sounds only,
+so no recording is heard in two splits. The layout is task_layout.write_task's, checked by
+task_validate.validate_task; clips.csv lists one row per placed sound (clip wav, split, source fname, offset in the
+source, group, label, onset/offset ms).
 Deterministic in `seed`.
 """
 
@@ -22,27 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from hear_sela.data.audio import load_audio
-from hear_sela.data.hear_tasks import (
-    FADE_SECONDS,
-    MIN_EVENT_GAP,
-    NOISE_FLOOR,
+from hear_sela.data.records import DataError
+from hear_sela.data.scene_tasks import TVT_WEIGHTS, check_split_args, partition_clips, read_task_csv
+from hear_sela.data.synth_tasks import FADE_SECONDS, MIN_EVENT_GAP, NOISE_FLOOR, add_event, event_starts, peak_normalise
+from hear_sela.data.task_layout import (
     SAMPLE_RATE,
-    TVT_WEIGHTS,
     TaskClip,
-    add_event,
-    check_split_args,
-    event_starts,
     new_task_dir,
-    partition_clips,
-    peak_normalise,
-    read_task_csv,
-    staged_task,
     task_metadata,
     wav_name,
     write_clips_csv,
     write_task,
 )
-from hear_sela.data.records import DataError
+from hear_sela.data.task_validate import staged_task
 
 ONSET_FRACTION = 0.05  # a sound starts at its first sample above 5 % of its peak (-26 dB) and ends at its last
 EVENT_EVALUATION = ["event_onset_200ms_fms", "event_onset_50ms_fms"]  # heareval's score names

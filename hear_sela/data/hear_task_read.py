@@ -1,4 +1,4 @@
-"""Reading a HEAR scene task back into memory (the layout `data.hear_tasks` writes and heareval reads), for probes
+"""Reading a HEAR scene task back into memory (the layout `data.task_layout` writes and heareval reads), for probes
 that run inside a training process: the online evaluation.
 
 Legend: N clips, S samples.

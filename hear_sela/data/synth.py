@@ -15,7 +15,7 @@ Classes (SYNTH_CLASSES) and what sets them apart:
 
 Two levels:
 - `synthesize_clip(name, rng, sample_rate, seconds)`: the sound itself, filling the whole duration (impacts strike at
-  t = 0), peak 1, no background. Callers that place events themselves (data/hear_tasks.py) use this.
+  t = 0), peak 1, no background. Callers that place events themselves (data/synth_tasks.py) use this.
 - `corpus_clip(seed, name, index, ...)`: one corpus clip; the event has a random duration (40-100 % of the clip) and
   onset, sits in background noise of random colour (white to low rumble) at a random SNR (10-30 dB), and gets a
   random peak level (-20..-1 dBFS). Its generator is seeded from (seed, crc32(name), index), so any clip is
