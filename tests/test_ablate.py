@@ -190,18 +190,19 @@ def test_downstream_is_the_mean_row_of_the_heareval_comparison(tmp_path: Path, m
     import argparse
 
     import hear_sela.checkpoint as checkpoint
-    import hear_sela.evaluate as evaluate
+    import hear_sela.evaluation.runner as runner
     from hear_sela.commands.ablate import _downstream
+    from hear_sela.evaluation.tables import CLIPS_COLUMN
 
     seen = {}
 
     def fake_evaluate(tasks_dir, specs, out_dir, options):
         seen.update(tasks=tasks_dir, alias=specs[0].alias, grid=options.grid)
         return pd.DataFrame({"task": ["t1", "t2", "mean"], "metric": ["a", "b", "(mean over tasks)"],
-                             evaluate.CLIPS_COLUMN: ["12", "240 (5 folds)", ""], specs[0].alias: [0.25, 0.75, 0.5]})
+                             CLIPS_COLUMN: ["12", "240 (5 folds)", ""], specs[0].alias: [0.25, 0.75, 0.5]})
 
     monkeypatch.setattr(checkpoint, "export_encoder", lambda src, out: Path(src))
-    monkeypatch.setattr(evaluate, "evaluate_modules", fake_evaluate)
+    monkeypatch.setattr(runner, "evaluate_modules", fake_evaluate)
     args = argparse.Namespace(tasks_dir="tasks", grid="fast", grid_points=None)
     (tmp_path / "final.pt").write_bytes(b"")
     mean, seconds, per_task = _downstream(tmp_path / "final.pt", tmp_path, "v-s0", args)

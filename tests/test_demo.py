@@ -42,7 +42,7 @@ def test_clustering_summary_shows_the_mean_over_heads_beside_the_best():
 
 
 def test_printed_summary_counts_test_clips_as_counts(tmp_path, capsys):
-    from hear_sela.evaluate import CLIPS_COLUMN
+    from hear_sela.evaluation.tables import CLIPS_COLUMN
 
     metrics = [{"method": m, "reference": "labels", "k_used": 4, "nmi": 0.5, "ami": 0.2, "ari": 0.1, "purity": 0.5}
                for m in ("SeLa head 0", "k-means: x")]

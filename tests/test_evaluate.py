@@ -10,18 +10,9 @@ import pandas as pd
 import pytest
 
 from hear_sela.data.task_layout import write_task
-from hear_sela.evaluate import (
-    DIFF_COLUMN,
-    WEIGHTS_ONLY_ENV,
-    CommandResult,
-    EvalOptions,
-    ModuleSpec,
-    evaluate_modules,
-    parse_module_spec,
-    read_task_score,
-    resolve_specs,
-    with_model_options,
-)
+from hear_sela.evaluation.runner import WEIGHTS_ONLY_ENV, CommandResult, EvalOptions, evaluate_modules
+from hear_sela.evaluation.specs import ModuleSpec, parse_module_spec, resolve_specs, with_model_options
+from hear_sela.evaluation.tables import DIFF_COLUMN, read_task_score
 
 TASKS = {"task_a": ("top1_acc", False), "task_b": ("mAP", True)}  # name -> (metric, k-fold)
 
@@ -248,7 +239,7 @@ def test_every_module_is_checked_before_any_work(tmp_path, monkeypatch, caplog):
     line naming it, before heareval runs anything; so does one without load_model or with a broken dependency."""
     from hear_sela.cli import main as cli
     from hear_sela.commands import evaluate as command
-    from hear_sela.evaluate import check_importable
+    from hear_sela.evaluation.specs import check_importable
 
     mods = tmp_path / "mods"
     mods.mkdir()

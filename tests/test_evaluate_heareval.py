@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, run_command
+from hear_sela.evaluation.runner import EvalOptions, evaluate_modules, run_command
+from hear_sela.evaluation.specs import parse_module_spec
 
 pytestmark = pytest.mark.integration
 

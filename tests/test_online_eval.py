@@ -94,7 +94,7 @@ def test_untrained_export_is_the_init_training_starts_from(tmp_path):
         assert torch.equal(init[k], v), k
     assert any(not torch.equal(init[k], trained[k]) for k in init)  # and not the trained weights
     # `hear-sela evaluate --module untrained:CKPT` evaluates exactly that export, as hear_sela
-    from hear_sela.evaluate import parse_module_spec, untrained_export
+    from hear_sela.evaluation.specs import parse_module_spec, untrained_export
 
     spec = untrained_export(parse_module_spec(f"untrained:{tmp_path / 'run' / 'final.pt'}"), tmp_path / "u")
     assert spec.module == "hear_sela" and spec.alias == "untrained:final"
@@ -105,7 +105,7 @@ def test_untrained_export_is_the_init_training_starts_from(tmp_path):
 
 
 def test_untrained_recipe_without_a_feature_cache_is_refused(tmp_path):
-    from hear_sela.evaluate import parse_module_spec, untrained_export
+    from hear_sela.evaluation.specs import parse_module_spec, untrained_export
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"data: {{cache_dir: {tmp_path / 'nocache'}}}\n")

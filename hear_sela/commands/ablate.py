@@ -161,7 +161,9 @@ def _downstream(final: Path, run_dir: Path, name: str, args: argparse.Namespace
     """(mean official score over the dev tasks, seconds, task -> score): the encoder exported and run through
     heareval. A rerun over the same run_dir/eval resumes evaluate's state, so finished tasks are only read."""
     from hear_sela.checkpoint import export_encoder
-    from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns
+    from hear_sela.evaluation.runner import EvalOptions, evaluate_modules
+    from hear_sela.evaluation.specs import parse_module_spec
+    from hear_sela.evaluation.tables import score_columns
 
     t0 = time.perf_counter()
     export = run_dir / "encoder.safetensors"

@@ -216,7 +216,9 @@ def main(args: argparse.Namespace) -> int:
     exports = stage("export", export)
 
     def evaluate() -> dict:
-        from hear_sela.evaluate import EvalOptions, evaluate_modules, parse_module_spec, score_columns
+        from hear_sela.evaluation.runner import EvalOptions, evaluate_modules
+        from hear_sela.evaluation.specs import parse_module_spec
+        from hear_sela.evaluation.tables import score_columns
 
         specs = [parse_module_spec(f"sela=hear_sela:{exports['sela']}"),
                  parse_module_spec(f"byola=hear_sela:{exports['byola']}")]
@@ -253,7 +255,7 @@ def print_summary(out: Path, analysis: dict, evaluation: dict, seconds: float) -
     import pandas as pd
 
     from hear_sela.analysis.report import markdown_table
-    from hear_sela.evaluate import CLIPS_COLUMN
+    from hear_sela.evaluation.tables import CLIPS_COLUMN
 
     print("\n== SeLa's emergent classes vs the generating classes (clip level) ==")
     print(markdown_table(clustering_summary(json.loads(Path(analysis["summary"]).read_text()))))

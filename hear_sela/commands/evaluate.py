@@ -6,15 +6,9 @@ import argparse
 import logging
 
 from hear_sela.analysis.report import markdown_table
-from hear_sela.evaluate import (
-    UNTRAINED,
-    EvalOptions,
-    check_importable,
-    evaluate_modules,
-    parse_module_spec,
-    score_columns,
-    with_model_options,
-)
+from hear_sela.evaluation.runner import EvalOptions, evaluate_modules
+from hear_sela.evaluation.specs import UNTRAINED, check_importable, parse_module_spec, with_model_options
+from hear_sela.evaluation.tables import score_columns
 
 log = logging.getLogger("hear_sela.evaluate")
 
