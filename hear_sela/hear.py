@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -162,17 +161,20 @@ def load_model(model_file_path: str = "", **options: Any) -> HearSelaModel:
     """
     opts = HearOptions.parse(options)
     load_triton_beside_tensorflow()  # heareval and hearvalidator import tensorflow first; see heareval_compat
-    with ExitStack() as stack:
-        if model_file_path:
-            path = Path(model_file_path)
-        else:
-            ref = resources.files("hear_sela") / "assets" / DEFAULT_WEIGHTS
-            if not ref.is_file():
-                raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall "
-                                        "hear_sela, or pass a checkpoint path)")
-            path = stack.enter_context(resources.as_file(ref))
-        bundle = load_any_bundle(path)  # ours, or a published BYOL-A state dict (hear_sela/byola_import.py)
-    return HearSelaModel(bundle, opts)
+    return HearSelaModel(load_weights(model_file_path), opts)
+
+
+def load_weights(path: str | Path | None) -> EncoderBundle:
+    """The weights every harness loads (the HEAR module here, the s3prl upstream): a checkpoint or export of ours,
+    or a published BYOL-A state dict (.pth; hear_sela/byola_import.py); None or "" = the embedded default weights."""
+    if path:
+        return load_any_bundle(path)
+    ref = resources.files("hear_sela") / "assets" / DEFAULT_WEIGHTS
+    if not ref.is_file():
+        raise FileNotFoundError(f"embedded default weights missing from the package: {ref} (reinstall hear_sela, "
+                                "or pass a checkpoint path)")
+    with resources.as_file(ref) as default:
+        return load_any_bundle(default)
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearSelaModel) -> torch.Tensor:

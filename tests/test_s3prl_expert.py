@@ -187,3 +187,21 @@ def test_default_weights_without_ckpt(hubconf):
     with torch.no_grad():
         hs = up([torch.zeros(16000)])["hidden_states"]
     assert hs[-1].shape == (1, round(16000 / up.downsample_rate), up.hidden_dim)
+
+
+def test_loads_a_byola_state_dict_as_the_hear_module_does(hubconf, tmp_path):
+    """The expert loads weights through the HEAR module's loader, so a published BYOL-A .pth works in both."""
+    from helpers.byola import byola_layout_state
+
+    import hear_sela
+
+    path = tmp_path / "AudioNTT2020-BYOLA-64x96d32.pth"
+    torch.save(byola_layout_state(), path)
+    up, hear = hubconf.hear_sela(ckpt=str(path)), hear_sela.load_model(str(path))
+    assert up.source == str(path)
+    assert up.frontend.cfg == hear.frontend.cfg  # BYOL-A's frontend and normalisation statistics
+    ours, theirs = up.encoder.state_dict(), hear.encoder.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with torch.no_grad():
+        hs = up([torch.zeros(16000)])["hidden_states"]
+    assert hs[-1].shape == (1, round(16000 / up.downsample_rate), up.hidden_dim)

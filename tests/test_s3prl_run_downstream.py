@@ -9,7 +9,6 @@ the speaker id as a percentage, < 10 validation, < 20 testing; s3prl splits by i
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import json
 import re
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hear_sela.s3prl_compat import import_hubconf
+from hear_sela.hear import load_weights
 
 pytestmark = pytest.mark.integration
 
@@ -121,8 +120,7 @@ def _test_acc(log: str, step: int) -> float:
 
 def test_train_runs_and_writes_results(trained):
     work, expdir, run = trained
-    expert = importlib.import_module(f"{import_hubconf().__package__}.expert")
-    default = expert.load_bundle(None)  # what `-u hear_sela` without -k loads
+    default = load_weights(None)  # what `-u hear_sela` without -k loads
     rate = default.config.frontend.hop_length * default.encoder.time_stride
     assert f"downsample rate is {rate}\n" in run.stderr  # s3prl's Featurizer accepted it on its 1 s probe
     layers = len(default.encoder.intermediate_stages()[0]) + 2  # the log-mel input, each stage, the final features
@@ -166,8 +164,7 @@ def test_s3prl_nn_upstream_api(tmp_path):
     out = json.loads(run.stdout.strip().splitlines()[-1])
     rate = out["rates"][0]
     expected_lens = [-(-n // rate) for n in (16000, 9000, 700)]
-    expert = importlib.import_module(f"{import_hubconf().__package__}.expert")
-    layers = len(expert.load_bundle(None).encoder.intermediate_stages()[0]) + 2  # the default weights' encoder
+    layers = len(load_weights(None).encoder.intermediate_stages()[0]) + 2  # the default weights' encoder
     assert out["layers"] == layers and out["rates"] == [rate] * layers
     assert all(shape[:2] == [3, max(expected_lens)] for shape in out["shapes"])
     assert all(lens == expected_lens for lens in out["lens"])

@@ -1,10 +1,11 @@
 """s3prl upstream for hear_sela encoders: list of 16 kHz waveforms -> {"hidden_states": [(B, T, D), ...]}.
 
 The frontend (`hear_sela.frontend.LogMel`, with the checkpoint's normalisation statistics) and the encoder are the
-installed hear_sela package's, loaded with `hear_sela.checkpoint.load_encoder_bundle`: the same code as training and
-the HEAR module. Hidden states, in order: the log-mel, each encoder stage (audiontt: the three conv blocks, flattened
-over channels x mel bins as the encoder's own head does; resnet: layer1..layer3, averaged over mel bins as the
-encoder does), and the encoder's frame features. s3prl's Featurizer stacks them, so they share one shape:
+installed hear_sela package's, loaded with the HEAR module's `hear_sela.hear.load_weights` (a checkpoint or export of
+ours, a published BYOL-A .pth, or the embedded default): the same code as training and the HEAR module.
+Hidden states, in order: the log-mel, each encoder stage (audiontt: the three conv blocks, flattened over channels
+x mel bins as the encoder's own head does; resnet: layer1..layer3, averaged over mel bins as the encoder does),
+and the encoder's frame features. s3prl's Featurizer stacks them, so they share one shape:
 - time: every state is brought to the encoder's frame rate (hop x time_stride samples: 1280 = 80 ms for audiontt,
   5120 = 320 ms for resnet) by averaging each window of finer frames (valid frames only);
 - features: every state is zero-padded to the widest one (e.g. 2048 for audiontt), which keeps it exactly (a
@@ -18,36 +19,19 @@ frames; frames past n are zero. Legend: B batch, S samples, F mel bins, T frames
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from importlib import resources
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from hear_sela.checkpoint import EncoderBundle, load_encoder_bundle
 from hear_sela.frontend import LogMel
+from hear_sela.hear import load_weights
 
 from .padded import PaddedRunner, Resolution
 
 LENGTH_RULES = ("round", "ceil")
 FEATURE_KEYS = ("hidden_states", "last_hidden_state")
-
-
-def load_bundle(ckpt: str | None) -> EncoderBundle:
-    """A checkpoint or export of ours; None or "" = the package's embedded default weights."""
-    if ckpt:
-        return load_encoder_bundle(Path(ckpt))
-    from hear_sela import hear  # the HEAR module owns the embedded default
-
-    ref = resources.files("hear_sela").joinpath("assets", hear.DEFAULT_WEIGHTS)
-    if not ref.is_file():
-        raise FileNotFoundError(f"embedded default weights missing from the package: {ref}; pass -k CKPT")
-    with ExitStack() as stack:
-        return load_encoder_bundle(stack.enter_context(resources.as_file(ref)))
 
 
 def _pool_frames(h: torch.Tensor, valid: torch.Tensor, ratio: int) -> torch.Tensor:
@@ -79,7 +63,7 @@ class UpstreamExpert(nn.Module):
             raise ValueError(f"unknown hear_sela upstream option(s) {unknown}; known: ['length_rule']")
         if length_rule not in LENGTH_RULES:
             raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {length_rule!r}")
-        bundle = load_bundle(ckpt)
+        bundle = load_weights(ckpt)  # the HEAR module's loader: ours, a BYOL-A .pth, or the embedded default
         self.source = bundle.source
         self.length_rule = length_rule
         self.frontend = LogMel(bundle.config.frontend)

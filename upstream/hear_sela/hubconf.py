@@ -9,7 +9,8 @@ from .expert import UpstreamExpert as _UpstreamExpert
 
 
 def hear_sela(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs):
-    """A hear_sela encoder: `-k` a training checkpoint or export of ours; no `-k` = the embedded default weights."""
+    """A hear_sela encoder: `-k` a training checkpoint or export of ours or a BYOL-A .pth; no `-k` = the embedded
+    default weights."""
     return _UpstreamExpert(ckpt, model_config, **kwargs)
 
 
