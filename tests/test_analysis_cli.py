@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hear_sela.cli import main as cli
+from hear_sela.data.segment_labels import LABEL_COLUMNS
 
 
 def test_analyze_command(tiny_sela_run, capsys):
@@ -33,6 +34,19 @@ def test_analyze_command(tiny_sela_run, capsys):
     for name in ("report.md", "heatmap.png", "cluster_sizes.png", "embedding_map.png", "clusters.csv",
                  "label_best_cluster.csv", "clip_labels.csv"):
         assert (out / name).is_file(), name
+
+
+def test_labels_and_analyze_write_one_labels_csv_format(tiny_sela_run):
+    """`hear-sela labels` and `hear-sela analyze` write labels.csv with the same columns and rows for one run."""
+    root, cache = tiny_sela_run
+    assert cli(["labels", str(root / "final.pt"), "--stored", "--cache", str(cache.root),
+                "--out", str(root / "stored_labels.csv")]) == 0
+    if not (root / "analysis" / "labels.csv").is_file():
+        assert cli(["analyze", str(root / "final.pt"), "--out", str(root / "analysis")]) == 0
+    from_labels = pd.read_csv(root / "stored_labels.csv")
+    from_analyze = pd.read_csv(root / "analysis" / "labels.csv")
+    assert list(from_labels.columns) == list(from_analyze.columns) == list(LABEL_COLUMNS)
+    pd.testing.assert_frame_equal(from_labels, from_analyze)
 
 
 def test_analyze_other_data_uses_the_heads(tiny_sela_run):

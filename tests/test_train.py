@@ -13,6 +13,7 @@ import torch
 
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle, save_checkpoint
 from hear_sela.config import ConfigError, load_config
+from hear_sela.data.segment_labels import LABEL_COLUMNS
 from hear_sela.training.loop import NonFiniteLossError, train
 from hear_sela.training.state import ResumeError
 
@@ -138,7 +139,7 @@ def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
     for name in ("stored.csv", "fresh.csv"):
         with open(tmp_path / name) as f:
             rows = list(csv.DictReader(f))
-        assert list(rows[0]) == ["clip_id", "segment_start", "head", "label", "confidence"]
+        assert list(rows[0]) == list(LABEL_COLUMNS)
         assert len(rows) == 2 * n
         assert {r["head"] for r in rows} == {"0", "1"}
         assert all(0 <= int(r["label"]) < 4 and 0 <= float(r["confidence"]) <= 1 for r in rows)

@@ -30,6 +30,7 @@ import pandas as pd
 from hear_sela.analysis import metrics as M
 from hear_sela.analysis import plots
 from hear_sela.analysis.report import cluster_report, interpret, label_report, left_out_lines, markdown_table
+from hear_sela.data.segment_labels import segment_label_table, write_segment_labels
 
 log = logging.getLogger("hear_sela.analysis")
 
@@ -140,32 +141,19 @@ def score_table(methods: Mapping[str, np.ndarray], label_sets: Sequence[tuple[st
 
 def export_labels(inputs: AnalysisInputs, clip_lab: np.ndarray, clip_conf: np.ndarray, out_dir: Path
                   ) -> dict[str, Path]:
-    """labels.csv (every segment and head) and clip_labels.csv (clip-level votes); the same as .parquet with pyarrow
-    (the `analysis` extra).
-
-    labels.csv columns: clip_id, segment (index of the segment within its clip, in time order), start_s (seconds),
-    head, label, confidence. clip_labels.csv: clip_id, head, label, confidence, segments (the clip's count).
-    """
-    h, s = inputs.labels.shape
-    seg_clip = np.asarray(inputs.segment_clip)
-    starts = np.asarray(inputs.segment_start, dtype=np.float64)
-    order = np.lexsort((starts, seg_clip))
-    seg_index = np.empty(s, dtype=np.int64)
-    boundaries = np.r_[True, seg_clip[order][1:] != seg_clip[order][:-1]]
-    run_start = np.maximum.accumulate(np.where(boundaries, np.arange(s), 0))
-    seg_index[order] = np.arange(s) - run_start
+    """labels.csv (every segment and head, the format of `data.segment_labels`, as `hear-sela labels` writes it) and
+    clip_labels.csv (clip-level votes: clip_id, head, label, confidence, segments = the clip's count); the same as
+    .parquet with pyarrow (the `analysis` extra)."""
+    seg = segment_label_table(inputs.labels, inputs.confidences, inputs.segment_clip, inputs.segment_start,
+                              inputs.clip_ids)
+    h = inputs.labels.shape[0]
     ids = np.asarray(inputs.clip_ids, dtype=object)
-    seg = pd.DataFrame({
-        "clip_id": np.tile(ids[seg_clip], h), "segment": np.tile(seg_index, h), "start_s": np.tile(starts, h),
-        "head": np.repeat(np.arange(h), s), "label": inputs.labels.reshape(-1).astype(np.int64),
-        "confidence": inputs.confidences.reshape(-1).astype(np.float64)})
-    seg = seg.sort_values(["head", "clip_id", "segment"], kind="stable").reset_index(drop=True)
-    n_segments = np.bincount(seg_clip, minlength=len(ids))
+    n_segments = np.bincount(np.asarray(inputs.segment_clip), minlength=len(ids))
     clips = pd.DataFrame({
         "clip_id": np.tile(ids, h), "head": np.repeat(np.arange(h), len(ids)),
         "label": clip_lab.reshape(-1), "confidence": clip_conf.reshape(-1), "segments": np.tile(n_segments, h)})
     files = {"labels_csv": out_dir / "labels.csv", "clip_labels_csv": out_dir / "clip_labels.csv"}
-    seg.to_csv(files["labels_csv"], index=False, float_format="%.6g")
+    write_segment_labels(files["labels_csv"], seg)
     clips.to_csv(files["clip_labels_csv"], index=False, float_format="%.6g")
     try:
         import pyarrow  # noqa: F401

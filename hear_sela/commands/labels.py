@@ -1,5 +1,6 @@
 """hear-sela labels CKPT [--out labels.csv]: re-run a label update from a SeLa checkpoint on its feature cache and
-write one row per (segment, head): clip_id, segment_start, head, label, confidence."""
+write one row per (head, segment) in the labels.csv format of `hear-sela analyze` (data/segment_labels.py): clip_id,
+segment, start_s, head, label, confidence."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from hear_sela import distributed as dist
-    from hear_sela.training.relabel import relabel_checkpoint, write_labels_csv
+    from hear_sela.training.relabel import relabel_checkpoint, write_store_labels
 
     try:
         store, cache = relabel_checkpoint(args.checkpoint, cache_dir=args.cache, device=args.device,
                                           solve=not args.stored)
-        out = write_labels_csv(Path(args.out), store, cache)
+        out = write_store_labels(Path(args.out), store, cache)
     finally:
         dist.shutdown()
     log.info("wrote %s: %d segments x %d heads", out, store.labels.shape[1], store.labels.shape[0])

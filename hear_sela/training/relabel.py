@@ -10,11 +10,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hear_sela import distributed as dist
 from hear_sela.data.cache import FeatureCache
-from hear_sela.fileio import atomic_write
+from hear_sela.data.segment_labels import segment_label_table, write_segment_labels
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.label_store import LabelStore
 from hear_sela.training.state import read_checkpoint
@@ -46,20 +44,12 @@ def relabel_checkpoint(path: str | Path, cache_dir: str | Path | None = None, de
     return objective.store, cache
 
 
-def write_labels_csv(out: Path, store: LabelStore, cache: Any) -> Path:
-    """One row per (head, segment): clip_id, segment_start (s), head, label, confidence. Rank 0 writes."""
-    import pandas as pd
-
+def write_store_labels(out: Path, store: LabelStore, cache: Any) -> Path:
+    """The store's labels of the cache's segments as labels.csv (`data.segment_labels`, the format `analyze` writes
+    too). Rank 0 writes."""
     if not dist.is_main():
         return out
-    labels, conf = store.labels.cpu().numpy(), store.confidences.cpu().numpy()  # (H, N)
-    h, n = labels.shape
-    clip_ids = np.asarray([c.clip_id for c in cache.clips], dtype=object)
-    frame = pd.DataFrame({
-        "clip_id": np.tile(clip_ids[np.asarray(cache.segment_clip)], h),
-        "segment_start": np.tile(np.asarray(cache.segment_start, dtype=np.float64), h),
-        "head": np.repeat(np.arange(h), n),
-        "label": labels.reshape(-1),
-        "confidence": conf.reshape(-1),
-    })
-    return atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+    clip_ids = [c.clip_id for c in cache.clips]
+    table = segment_label_table(store.labels.cpu().numpy(), store.confidences.cpu().numpy(),  # (H, N) each
+                                cache.segment_clip, cache.segment_start, clip_ids)
+    return write_segment_labels(out, table)
