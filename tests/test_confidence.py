@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 from hear_sela.config import ConfigError, load_config
 from hear_sela.objectives.confidence import (
@@ -20,9 +20,6 @@ from hear_sela.objectives.confidence import (
     update_terms,
     view_agreement,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
 
 
 def test_size_term_by_hand():
@@ -100,8 +97,8 @@ def _train(tmp_path: Path, name: str, **over) -> dict:
     from hear_sela.checkpoint import load_checkpoint
     from hear_sela.training.loop import train
 
-    cfg = tiny_config(tmp_path / name, **{"train.epochs": 2, "sela.update_epochs": [0, 1, 2], **over})
-    train(cfg, cache=tiny_cache())
+    cfg = cpu_config(tmp_path / name, **{"train.epochs": 2, "sela.update_epochs": [0, 1, 2], **over})
+    train(cfg, cache=memory_cache())
     ckpt = load_checkpoint(tmp_path / name / "final.pt")
     ckpt["weights"] = {**ckpt["encoder"], **{f"heads.{k}": v for k, v in ckpt["heads"].items()}}
     return ckpt

@@ -36,10 +36,10 @@ def _labels_after_one_update(cfg, features):
 
 
 def test_label_update_normalises_the_cached_segments_with_the_frontend_statistics(tmp_path):
-    from train_fixtures import tiny_cache, tiny_config
+    from helpers.training import cpu_config, memory_cache
 
-    cache = tiny_cache()
-    cfg = dataclasses.replace(tiny_config(tmp_path), frontend=cache.frontend)  # as the loop runs it
+    cache = memory_cache()
+    cfg = dataclasses.replace(cpu_config(tmp_path), frontend=cache.frontend)  # as the loop runs it
     mean, std = cache.frontend.norm_mean, cache.frontend.norm_std
     pre = ((cache.features.astype(np.float32) - mean) / std)  # the same input, normalised beforehand
     plain = dataclasses.replace(cfg, frontend=dataclasses.replace(cache.frontend, norm_mean=None, norm_std=None))
@@ -60,11 +60,11 @@ def test_training_imports_no_sklearn():
 
 
 def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
-    from train_fixtures import tiny_config
+    from helpers.training import cpu_config
 
     from hear_sela.training.state import build_objective
 
-    cfg = tiny_config(tmp_path)
+    cfg = cpu_config(tmp_path)
     prior = np.ones(cfg.sela.clusters)
     prior[2] = 0.0
     np.save(tmp_path / "prior.npy", prior)
@@ -76,14 +76,14 @@ def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
 def test_solving_a_label_update_leaves_the_store_as_it_was_and_apply_writes_it(tmp_path):
     """solve_label_update only reads the store; LabelStore.apply is what changes it (labels, confidences, duals,
     count, history), and a relabel outside the schedule (counted=False) keeps the count."""
-    from train_fixtures import tiny_cache, tiny_config
+    from helpers.training import cpu_config, memory_cache
 
     from hear_sela.objectives.base import RunContext
     from hear_sela.objectives.label_update import solve_label_update
     from hear_sela.training.state import build_objective
 
-    cache = tiny_cache()
-    cfg = dataclasses.replace(tiny_config(tmp_path), frontend=cache.frontend)
+    cache = memory_cache()
+    cfg = dataclasses.replace(cpu_config(tmp_path), frontend=cache.frontend)
     objective = build_objective(cfg, len(cache.features), torch.device("cpu"))
     store = objective.store
     before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in vars(store).items()}

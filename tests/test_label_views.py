@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 import hear_sela.objectives.label_views as label_views
 from hear_sela.config import ConfigError, load_config
@@ -18,9 +18,6 @@ from hear_sela.objectives.label_update import mean_pairwise_nmi, nmi
 from hear_sela.objectives.label_views import combine_views, head_groups
 from hear_sela.sinkhorn import solve_labels
 from hear_sela.training.state import build_objective
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -97,12 +94,12 @@ def _update(cfg, cache, updates: int = 0):
 
 
 def _cfg(tmp_path, cache, **over):
-    return dataclasses.replace(tiny_config(tmp_path, **over), frontend=cache.frontend)
+    return dataclasses.replace(cpu_config(tmp_path, **over), frontend=cache.frontend)
 
 
 @pytest.mark.parametrize("kind", ["crops", "augment"])
 def test_multi_view_update_labels_from_the_product_of_the_views_softmaxes(tmp_path, monkeypatch, kind):
-    cache = tiny_cache()
+    cache = memory_cache()
     cfg = _cfg(tmp_path, cache, **{"sela.views": 2, "sela.view_kind": kind, "sela.tol": 1e-10,
                                    "sela.solver_dtype": "float64", "sela.max_iters": 100_000})
     rec = Recorder(monkeypatch)
@@ -119,7 +116,7 @@ def test_multi_view_update_labels_from_the_product_of_the_views_softmaxes(tmp_pa
 @pytest.mark.parametrize("kind", ["crops", "augment"])
 def test_one_view_one_group_is_the_plain_whole_segment_pass(tmp_path, kind):
     """views = 1, head_groups = 1 (whatever view_kind): today's update, embed -> logits -> solve, bit for bit."""
-    cache = tiny_cache()
+    cache = memory_cache()
     cfg = _cfg(tmp_path, cache, **{"sela.view_kind": kind})
     objective = build_objective(cfg, len(cache), CPU)
     heads = objective.net.heads
@@ -135,7 +132,7 @@ def test_one_view_one_group_is_the_plain_whole_segment_pass(tmp_path, kind):
 
 
 def test_head_groups_see_different_draws_redrawn_alike_for_the_same_seed_and_update(tmp_path, monkeypatch):
-    cache = tiny_cache()
+    cache = memory_cache()
     cfg = _cfg(tmp_path, cache, **{"sela.head_groups": 2})
     rec = Recorder(monkeypatch)
     _update(cfg, cache)
@@ -155,7 +152,7 @@ def test_head_groups_see_different_draws_redrawn_alike_for_the_same_seed_and_upd
 
 
 def test_crop_views_do_not_depend_on_the_batch_size(tmp_path, monkeypatch):
-    cache = tiny_cache()
+    cache = memory_cache()
     rec = Recorder(monkeypatch)
     for batch in (5, 16):
         _update(_cfg(tmp_path, cache, **{"sela.views": 2, "sela.update_batch_size": batch}), cache)
@@ -170,7 +167,7 @@ def test_head_groups_partition_the_heads():
 
 
 def test_crop_views_refuse_crops_as_long_as_the_segment(tmp_path):
-    cache = tiny_cache()  # 24 frames
+    cache = memory_cache()  # 24 frames
     cfg = _cfg(tmp_path, cache, **{"sela.views": 2, "augment.crop_frames": 24})
     with pytest.raises(ValueError, match="crop_frames < the segments' 24 frames"):
         _update(cfg, cache)
@@ -182,7 +179,7 @@ def test_mean_pairwise_head_nmi_on_a_hand_made_case_and_in_the_log(tmp_path):
     assert mean_pairwise_nmi(np.array([same, crossed])) == pytest.approx(0.0)
     assert mean_pairwise_nmi(np.array([same, renamed, crossed])) == pytest.approx(1 / 3)  # pairs 1, 0, 0
     assert np.isnan(mean_pairwise_nmi(np.array([same])))
-    cache = tiny_cache()
+    cache = memory_cache()
     objective, stats = _update(_cfg(tmp_path, cache), cache)
     labels = objective.store.labels.numpy()
     pairs = [nmi(labels[a], labels[b]) for a, b in ((0, 1), (0, 2), (1, 2))]
@@ -219,7 +216,7 @@ def test_the_ablation_overrides_load_onto_the_real_recipe():
 def test_with_views_the_agreement_term_is_the_share_of_views_whose_argmax_is_the_shared_label(tmp_path, monkeypatch):
     from hear_sela.objectives.confidence import agreement_term, view_agreement
 
-    cache = tiny_cache()
+    cache = memory_cache()
     cfg = _cfg(tmp_path, cache, **{"sela.views": 3, "sela.confidence": ["agreement"], "sela.confidence_alpha": 1.0})
     rec = Recorder(monkeypatch)
     objective, _ = _update(cfg, cache)

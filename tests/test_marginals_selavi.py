@@ -5,19 +5,16 @@ draws afresh."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 import hear_sela.objectives.label_update as label_update
 from hear_sela.objectives.base import RunContext
 from hear_sela.sinkhorn import soft_cluster_mass
 from hear_sela.training.state import build_objective
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
 
 
 @pytest.fixture
@@ -35,8 +32,8 @@ def solves(monkeypatch):
 
 
 def _objective(tmp_path: Path, marginals: str):
-    cache = tiny_cache()
-    cfg = tiny_config(tmp_path, **{"sela.marginals": marginals, "sela.gauss_sd": 0.3})
+    cache = memory_cache()
+    cfg = cpu_config(tmp_path, **{"sela.marginals": marginals, "sela.gauss_sd": 0.3})
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     objective = build_objective(cfg, len(cache), torch.device("cpu"))
     return objective, RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features)

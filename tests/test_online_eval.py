@@ -8,12 +8,12 @@ duplicate or a missing point; only rank 0 evaluates.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 from hear_sela.checkpoint import export_untrained, load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError
@@ -21,9 +21,6 @@ from hear_sela.data.hear_task_read import read_scene_task
 from hear_sela.data.synth_tasks import write_hear_tasks
 from hear_sela.training.loop import train
 from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings, snapshot_path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
 
 TASK = "synth_scene_multiclass"
 
@@ -52,14 +49,14 @@ def single_thread_train(cfg) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(cfg, cache=tiny_cache())
+        train(cfg, cache=memory_cache())
     finally:
         torch.set_num_threads(threads)
 
 
 def test_curve_starts_at_the_untrained_init_and_ends_at_the_final_weights(tmp_path, tasks_dir):
     run = tmp_path / "run"
-    cfg = tiny_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir), "online_eval.every_steps": 4,
+    cfg = cpu_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir), "online_eval.every_steps": 4,
                                       "online_eval.max_clips": 24, "train.epochs": 3,
                                       "online_eval.keep_exports": True})
     single_thread_train(cfg)
@@ -84,7 +81,7 @@ def test_untrained_export_is_the_init_training_starts_from(tmp_path):
     """export_untrained rebuilds the weights a run's seed gives (what the step-0 point is measured on)."""
     from hear_sela.training.state import build_objective
 
-    cfg = tiny_config(tmp_path / "run", "sela", **{"train.epochs": 1})
+    cfg = cpu_config(tmp_path / "run", "sela", **{"train.epochs": 1})
     single_thread_train(cfg)
     init = load_encoder_bundle(export_untrained(tmp_path / "run" / "final.pt", tmp_path / "init.pt"))
     init = init.encoder.state_dict()
@@ -115,8 +112,8 @@ def test_untrained_recipe_without_a_feature_cache_is_refused(tmp_path):
 
 def test_online_evaluation_leaves_training_bitwise_unchanged(tmp_path, tasks_dir):
     plain, probed = tmp_path / "plain", tmp_path / "probed"
-    single_thread_train(tiny_config(plain, "sela", **{"train.epochs": 2}))
-    single_thread_train(tiny_config(probed, "sela", **{"train.epochs": 2, "online_eval.tasks_dir": str(tasks_dir),
+    single_thread_train(cpu_config(plain, "sela", **{"train.epochs": 2}))
+    single_thread_train(cpu_config(probed, "sela", **{"train.epochs": 2, "online_eval.tasks_dir": str(tasks_dir),
                                                        "online_eval.every_steps": 2}))
     a, b = load_checkpoint(plain / "final.pt"), load_checkpoint(probed / "final.pt")
     for k, v in a["encoder"].items():
@@ -150,7 +147,7 @@ def test_resumed_run_continues_the_curve_without_duplicates_or_gaps(tmp_path, ta
 def test_only_rank_zero_evaluates(tmp_path, tasks_dir, monkeypatch):
     from hear_sela import distributed as dist
 
-    cfg = tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir)})
+    cfg = cpu_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir)})
     evaluator = OnlineEvaluator(cfg, "sela")
     written = []
 
@@ -165,9 +162,9 @@ def test_only_rank_zero_evaluates(tmp_path, tasks_dir, monkeypatch):
 
 def test_online_eval_settings_are_checked_before_training(tmp_path, tasks_dir):
     with pytest.raises(ConfigError, match="not a folder"):
-        OnlineEvaluator(tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tmp_path / "none")}), "sela")
+        OnlineEvaluator(cpu_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tmp_path / "none")}), "sela")
     with pytest.raises(ConfigError, match="not multiclass scene tasks"):
-        OnlineEvaluator(tiny_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
+        OnlineEvaluator(cpu_config(tmp_path, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
                                                          "online_eval.tasks": ["synth_events"]}), "sela")
 
 

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle, save_checkpoint
 from hear_sela.config import ConfigError, load_config
 from hear_sela.data.segment_labels import LABEL_COLUMNS
 from hear_sela.training.loop import NonFiniteLossError, train
 from hear_sela.training.state import ResumeError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
@@ -32,17 +30,17 @@ def test_sela_loss_decreases_on_a_separable_problem(tmp_path: Path):
     # labels fixed after the first update, augmentation off: the network must fit them
     off = {f"augment.{k}": False for k in ("rrc", "mixup", "specaugment", "linear_fader", "random_gain")}
     # (as many clusters as the toy data has classes, so the first labels follow its structure)
-    cfg = tiny_config(tmp_path, **off, **{"sela.update_epochs": [0], "sela.clusters": 3, "train.epochs": 6,
+    cfg = cpu_config(tmp_path, **off, **{"sela.update_epochs": [0], "sela.clusters": 3, "train.epochs": 6,
                                           "optim.name": "adam", "optim.lr": 1e-2})
-    train(cfg, cache=tiny_cache())
+    train(cfg, cache=memory_cache())
     loss = [r["loss"] for r in records(tmp_path, "train")]
     assert len(loss) == 24
     assert np.mean(loss[-4:]) < 0.7 * np.mean(loss[:4])
 
 
 def test_byol_loss_decreases(tmp_path: Path):
-    cfg = tiny_config(tmp_path, "byol", **{"train.epochs": 6, "optim.name": "adam", "optim.lr": 3e-3})
-    train(cfg, cache=tiny_cache())
+    cfg = cpu_config(tmp_path, "byol", **{"train.epochs": 6, "optim.name": "adam", "optim.lr": 3e-3})
+    train(cfg, cache=memory_cache())
     loss = [r["loss"] for r in records(tmp_path, "train")]
     assert np.mean(loss[-4:]) < 0.8 * np.mean(loss[:4])  # 2 - 2 cos summed over both directions, from ~5.3
     bundle = load_encoder_bundle(tmp_path / "final.pt")  # the checkpoint is an encoder bundle too
@@ -50,7 +48,7 @@ def test_byol_loss_decreases(tmp_path: Path):
 
 
 def test_label_updates_are_logged_with_their_metrics(tmp_path: Path):
-    train(tiny_config(tmp_path, **{"train.epochs": 2, "sela.update_epochs": [0, 1]}), cache=tiny_cache())
+    train(cpu_config(tmp_path, **{"train.epochs": 2, "sela.update_epochs": [0, 1]}), cache=memory_cache())
     upd = records(tmp_path, "labels")
     assert [r["step"] for r in upd] == [0, 4]
     for key in ("changed", "size_min", "size_max", "nmi_prev", "solver_iterations", "solver_seconds"):
@@ -68,28 +66,28 @@ def test_label_updates_are_logged_with_their_metrics(tmp_path: Path):
 
 
 def test_non_finite_loss_aborts_with_a_clear_message(tmp_path: Path):
-    cache = tiny_cache()
+    cache = memory_cache()
     cache.features[5, 3, 4] = np.nan  # one corrupt value in the cache
     with pytest.raises(NonFiniteLossError, match="non-finite training loss .* step"):
-        train(tiny_config(tmp_path / "nan", "byol", **{"train.ckpt_every_steps": 1}), cache=cache)
+        train(cpu_config(tmp_path / "nan", "byol", **{"train.ckpt_every_steps": 1}), cache=cache)
     assert not (tmp_path / "nan" / "final.pt").exists()
     last = tmp_path / "nan" / "last.pt"
     if last.exists():  # whatever was saved holds finite weights only
         assert all(torch.isfinite(v).all() for v in load_checkpoint(last)["encoder"].values() if v.is_floating_point())
     # divergence: a huge learning rate makes the weights, then the loss, explode
     with pytest.raises(NonFiniteLossError, match="Lower optim.lr"):
-        train(tiny_config(tmp_path / "lr", **{"optim.lr": 1e30, "optim.clip_grad": 0.0}), cache=tiny_cache())
+        train(cpu_config(tmp_path / "lr", **{"optim.lr": 1e30, "optim.clip_grad": 0.0}), cache=memory_cache())
 
 
 def test_resume_guards(tmp_path: Path):
-    cfg = tiny_config(tmp_path, **{"train.epochs": 1})
-    final = train(cfg, cache=tiny_cache())
+    cfg = cpu_config(tmp_path, **{"train.epochs": 1})
+    final = train(cfg, cache=memory_cache())
     with pytest.raises(ResumeError, match="--resume"):
-        train(cfg, cache=tiny_cache())
-    assert train(cfg, resume="auto", cache=tiny_cache()) == tmp_path / "last.pt"  # finished: nothing to do
+        train(cfg, cache=memory_cache())
+    assert train(cfg, resume="auto", cache=memory_cache()) == tmp_path / "last.pt"  # finished: nothing to do
     assert load_checkpoint(final)["finished"]
     with pytest.raises(ValueError, match="train.objective is 'sela'"):
-        train(tiny_config(tmp_path, "byol", **{"train.epochs": 1}), resume=str(final), cache=tiny_cache())
+        train(cpu_config(tmp_path, "byol", **{"train.epochs": 1}), resume=str(final), cache=memory_cache())
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
@@ -155,14 +153,14 @@ def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
     torch.set_num_threads(1)
     try:
         over = {"sela.update_epochs": [0, 1]}
-        train(tiny_config(tmp_path / "ref", **{**over, "train.epochs": 2}), cache=tiny_cache())
+        train(cpu_config(tmp_path / "ref", **{**over, "train.epochs": 2}), cache=memory_cache())
         run = tmp_path / "run"
-        train(tiny_config(run, **{**over, "train.epochs": 1}), cache=tiny_cache())
+        train(cpu_config(run, **{**over, "train.epochs": 1}), cache=memory_cache())
         # final.pt leaves out the mixup memory (most of a real checkpoint); last.pt keeps it for the exact resume
         assert load_checkpoint(run / "final.pt")["local"]["augment"]["mixup._extra_state"]["memory"] is None
         assert load_checkpoint(run / "last.pt")["local"]["augment"]["mixup._extra_state"]["filled"] == 8
         with caplog.at_level("INFO", logger="hear_sela.train"):
-            final = train(tiny_config(run, **{**over, "train.epochs": 2}), resume="auto", cache=tiny_cache())
+            final = train(cpu_config(run, **{**over, "train.epochs": 2}), resume="auto", cache=memory_cache())
     finally:
         torch.set_num_threads(threads)
     assert "extending the run to train.epochs=2" in caplog.text
@@ -193,8 +191,8 @@ def test_dead_units_are_measured_in_training_and_the_label_update(tmp_path: Path
     from hear_sela.objectives.base import RunContext
     from hear_sela.training.state import build_objective
 
-    cache = tiny_cache()
-    cfg = tiny_config(tmp_path, objective_name)
+    cache = memory_cache()
+    cfg = cpu_config(tmp_path, objective_name)
     cfg = dataclasses.replace(cfg, frontend=cache.frontend)
     objective = build_objective(cfg, len(cache), torch.device("cpu"))
     assert np.isnan(objective.dead_units())  # nothing seen yet
@@ -217,7 +215,7 @@ def test_dead_units_are_measured_in_training_and_the_label_update(tmp_path: Path
 def test_dead_units_are_logged_and_reported(tmp_path: Path):
     from hear_sela.analysis.core import dead_units_of
 
-    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    train(cpu_config(tmp_path, **{"train.epochs": 1}), cache=memory_cache())
     for kind in ("train", "labels"):
         assert all(0 <= r["dead_units"] <= 1 for r in records(tmp_path, kind)) and records(tmp_path, kind)
     feats = np.abs(np.random.default_rng(0).normal(size=(10, 6)))
@@ -228,18 +226,18 @@ def test_dead_units_are_logged_and_reported(tmp_path: Path):
 def test_resume_applies_or_refuses_each_changed_key_by_name(tmp_path: Path):
     """An edited recipe under --resume: the run length is applied (and stored); a key the resumed state depends on
     (optim.lr, the encoder's width, sela.clusters) is refused by name, before any training."""
-    train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+    train(cpu_config(tmp_path, **{"train.epochs": 1}), cache=memory_cache())
     for key, value, named in (("optim.lr", 0.01, "optim.lr"), ("sela.clusters", 5, "sela.clusters"),
                               ("model.encoder_kwargs", {"d": 48, "channels": 4}, "model.encoder_kwargs.d")):
         with pytest.raises(ResumeError, match=rf"{named.replace('.', '[.]')} is .* in this checkpoint") as err:
-            train(tiny_config(tmp_path, **{"train.epochs": 2, key: value}), resume="auto", cache=tiny_cache())
+            train(cpu_config(tmp_path, **{"train.epochs": 2, key: value}), resume="auto", cache=memory_cache())
         assert "\n" not in str(err.value)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # nothing ran
     # a checkpoint written before a config section existed: the section counts at its defaults, not as a change
     old = load_checkpoint(tmp_path / "last.pt")
     del old["config"]["online_eval"]
     save_checkpoint(tmp_path / "last.pt", old)
-    final = train(tiny_config(tmp_path, **{"train.epochs": 2}), resume="auto", cache=tiny_cache())
+    final = train(cpu_config(tmp_path, **{"train.epochs": 2}), resume="auto", cache=memory_cache())
     stored = load_checkpoint(final)
     assert stored["epoch"] == 2 and stored["config"]["train"]["epochs"] == 2
     assert stored["config"]["optim"]["lr"] == 0.05
@@ -257,14 +255,14 @@ def test_a_second_training_into_a_busy_folder_is_refused(tmp_path: Path):
         assert holder.stdout.readline().strip() == "locked"
         (tmp_path / "metrics.jsonl").write_text("the other run's\n")
         with pytest.raises(ResumeError, match="in use by another training") as err:
-            train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+            train(cpu_config(tmp_path, **{"train.epochs": 1}), cache=memory_cache())
         assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
         assert (tmp_path / "metrics.jsonl").read_text() == "the other run's\n"
     finally:
         holder.kill()
         holder.wait()
     (tmp_path / "metrics.jsonl").unlink()
-    assert train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache()).is_file()
+    assert train(cpu_config(tmp_path, **{"train.epochs": 1}), cache=memory_cache()).is_file()
 
 
 def test_a_killed_writes_leftover_is_removed_on_start(tmp_path: Path, caplog):
@@ -278,7 +276,7 @@ def test_a_killed_writes_leftover_is_removed_on_start(tmp_path: Path, caplog):
     mine = tmp_path / ".notes.tmp"
     mine.write_text("not ours")
     with caplog.at_level(logging.INFO):
-        train(tiny_config(tmp_path, **{"train.epochs": 1}), cache=tiny_cache())
+        train(cpu_config(tmp_path, **{"train.epochs": 1}), cache=memory_cache())
     assert not leftover.exists() and mine.exists()
     assert "left by a write that was interrupted" in caplog.text
 
@@ -287,5 +285,5 @@ def test_more_clusters_than_segments_is_warned(tmp_path: Path, caplog):
     import logging
 
     with caplog.at_level(logging.WARNING):
-        train(tiny_config(tmp_path, **{"train.epochs": 1, "sela.clusters": 50}), cache=tiny_cache())
+        train(cpu_config(tmp_path, **{"train.epochs": 1, "sela.clusters": 50}), cache=memory_cache())
     assert "sela.clusters=50 exceeds the 37 training segments" in caplog.text

@@ -4,22 +4,19 @@ errors (no traceback) for expected failures at the command line, Ctrl-C included
 from __future__ import annotations
 
 import json
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from helpers.training import cpu_config
 
 from hear_sela.checkpoint import load_checkpoint, save_checkpoint
 from hear_sela.cli import main
 from hear_sela.config import config_from_dict, config_to_dict, load_config
 from hear_sela.training.loop import train
 from hear_sela.training.state import ResumeError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_config  # noqa: E402
 
 
 def write_wav(path: Path, seconds: float, seed: int) -> None:
@@ -34,7 +31,7 @@ def folder_config(tmp_path: Path, **over):
     root = tmp_path / "audio"
     over = {"data.source": "folder", "data.root": str(root), "data.segment_seconds": 0.5, "data.hop_seconds": 0.25,
             "data.min_segment_seconds": 0.3, "train.epochs": 1, **over}
-    return tiny_config(tmp_path / "run", **over)
+    return cpu_config(tmp_path / "run", **over)
 
 
 def test_resume_on_changed_data_is_refused_before_the_cache_is_touched(tmp_path: Path):
@@ -98,7 +95,7 @@ def test_tilde_is_expanded_in_every_path_setting(monkeypatch, tmp_path: Path):
 
 def recipe(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(tiny_config(tmp_path / "run"))))
+    path.write_text(yaml.safe_dump(config_to_dict(cpu_config(tmp_path / "run"))))
     return path
 
 
@@ -146,10 +143,10 @@ def test_a_copied_run_folder_resumes(tmp_path: Path, caplog):
 
     over = {"data.segment_seconds": 1.0, "data.hop_seconds": 1.0, "train.batch_size": 4,
             "data.synth": {"clips_per_class": 3, "clip_seconds": 1.5, "classes": ["knock", "chirp_up"]}}
-    train(tiny_config(tmp_path / "a", **{**over, "train.epochs": 1}))
+    train(cpu_config(tmp_path / "a", **{**over, "train.epochs": 1}))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with caplog.at_level(logging.INFO):
-        final = train(tiny_config(tmp_path / "b", **{**over, "train.epochs": 2}), resume="auto")
+        final = train(cpu_config(tmp_path / "b", **{**over, "train.epochs": 2}), resume="auto")
     assert load_checkpoint(final)["epoch"] == 2
     assert "manifest paths updated" in caplog.text and "rebuilding" not in caplog.text
     manifest = json.loads((tmp_path / "b" / "cache" / "manifest.json").read_text())

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.training import cpu_config, one_label_update
 
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import one_label_update, tiny_config  # noqa: E402
-
-FIXTURES = Path(__file__).with_name("train_fixtures.py")
+TRAINING_SCRIPT = Path(__file__).parent / "helpers" / "training.py"  # run as a subprocess
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.distributed, pytest.mark.integration]  # gloo process groups
@@ -34,7 +32,7 @@ def launch(world: int, *args: str, timeout: float = 240) -> None:
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, str(FIXTURES), *args], env=env, stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen([sys.executable, str(TRAINING_SCRIPT), *args], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=timeout) for p in procs]
     for rank, (p, (_, err)) in enumerate(zip(procs, outs)):
@@ -62,7 +60,7 @@ def test_sharded_label_update_equals_single_process(tmp_path: Path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = one_label_update(tiny_config(tmp_path / "single")).state_dict()
+        single = one_label_update(cpu_config(tmp_path / "single")).state_dict()
     finally:
         torch.set_num_threads(threads)
     assert sharded["labels"].shape == (3, 37)

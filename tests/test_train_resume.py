@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.training import cpu_config, memory_cache
 
 from hear_sela.checkpoint import load_checkpoint
 from hear_sela.commands.demo import THREAD_VARIABLES
 from hear_sela.training.loop import train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import tiny_cache, tiny_config  # noqa: E402
-
-FIXTURES = Path(__file__).with_name("train_fixtures.py")
+TRAINING_SCRIPT = Path(__file__).parent / "helpers" / "training.py"  # run as a subprocess
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +25,7 @@ def run_fixture(out_dir: Path, objective: str, *args: str) -> subprocess.Complet
     # pins its threads for its subprocesses) changes the subprocess's reduction order, so its bits
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            **dict.fromkeys(THREAD_VARIABLES, "1")}
-    return subprocess.run([sys.executable, str(FIXTURES), str(out_dir), objective, *args], env=env,
+    return subprocess.run([sys.executable, str(TRAINING_SCRIPT), str(out_dir), objective, *args], env=env,
                           capture_output=True, text=True, timeout=240)
 
 
@@ -66,7 +64,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, obje
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same reduction order, same bits
     try:
-        train(tiny_config(ref, objective, **{"train.ckpt_every_steps": 3, **over}), cache=tiny_cache())
+        train(cpu_config(ref, objective, **{"train.ckpt_every_steps": 3, **over}), cache=memory_cache())
     finally:
         torch.set_num_threads(threads)
     extra = [f"{k}={v}" for k, v in over.items()]

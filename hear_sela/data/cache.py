@@ -51,7 +51,7 @@ class CacheError(ValueError):
 class FeatureCache:
     """An opened, complete cache. `features` is a read-only float16 memmap (N, F, T) of un-normalised log-mel.
 
-    Test helpers build this positionally (tests/train_fixtures.py): add new fields at the end only.
+    Test helpers build this positionally (tests/helpers/training.py): add new fields at the end only.
     """
 
     root: Path

@@ -1,5 +1,6 @@
-"""Tiny in-memory feature caches and configs for the training tests (imported by tests/test_train*.py and by the
-subprocesses they start)."""
+"""Tiny in-memory feature caches and CPU-sized configs for the training tests, and a script the multi-process tests
+start (`python tests/helpers/training.py ...`). Distinct from conftest's fixtures `tiny_cache` / `tiny_config`, which
+build a real synth corpus and its feature cache on disk."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hear_sela.data.cache import FeatureCache
 from hear_sela.data.records import ClipRecord
 
 
-def tiny_cache(n: int = 37, n_mels: int = 16, frames: int = 24, classes: int = 3, seed: int = 0,
+def memory_cache(n: int = 37, n_mels: int = 16, frames: int = 24, classes: int = 3, seed: int = 0,
                root: str | Path = "/nonexistent") -> FeatureCache:
     """A FeatureCache over random float16 log-mel segments in memory: class c has a bright band at its own mel
     rows, so the problem is separable. Segment i belongs to clip i // 2, of class (i // 2) % classes."""
@@ -33,7 +34,7 @@ def tiny_cache(n: int = 37, n_mels: int = 16, frames: int = 24, classes: int = 3
                         np.full(n, frames), clips, mean, std, frontend)
 
 
-def tiny_config(out_dir: str | Path, objective: str = "sela", **over) -> Config:
+def cpu_config(out_dir: str | Path, objective: str = "sela", **over) -> Config:
     """A CPU-sized config: audiontt with 4 channels and d = 32, 3 heads x 6 clusters, crops of 16 frames."""
     data = {
         "name": "tiny",
@@ -52,11 +53,11 @@ def tiny_config(out_dir: str | Path, objective: str = "sela", **over) -> Config:
     for key, value in over.items():  # "train.epochs"-style keys
         section, name = key.split(".")
         data.setdefault(section, {})[name] = value
-    return config_from_dict(data, source="tests/train_fixtures.py")
+    return config_from_dict(data, source="tests/helpers/training.py")
 
 
 def _main() -> None:
-    """`python tests/train_fixtures.py OUT_DIR OBJECTIVE [--kill-at-save STEP] [--resume] [key=value ...]`: train
+    """`python tests/helpers/training.py OUT_DIR OBJECTIVE [--kill-at-save STEP] [--resume] [key=value ...]`: train
     the tiny config; with --kill-at-save the process SIGKILLs itself when asked to checkpoint step STEP, before
     writing it (so the newest checkpoint on disk is an earlier one and the steps after it are lost)."""
     import argparse
@@ -88,7 +89,7 @@ def _main() -> None:
 
         ckpt_mod.save_checkpoint = save_or_die
     over = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    cfg = tiny_config(args.out_dir, args.objective, **over)
+    cfg = cpu_config(args.out_dir, args.objective, **over)
     if args.labels_only:
         store = one_label_update(cfg)
         if dist.is_main():
@@ -104,7 +105,7 @@ def _main() -> None:
             return original_save(path, cfg_, objective, *rest, **kwargs)
 
         train_mod.save_state = save_and_remember
-    train_mod.train(cfg, resume="auto" if args.resume else None, cache=tiny_cache())
+    train_mod.train(cfg, resume="auto" if args.resume else None, cache=memory_cache())
     if args.dump_rank_state:
         objective = seen["objective"]
         state = {"net": objective.net.state_dict(), "labels": objective.store.labels.clone()}
@@ -120,7 +121,7 @@ def one_label_update(cfg: Config):
     from hear_sela.training.state import build_objective
 
     dist.init_from_env()
-    cache = tiny_cache()
+    cache = memory_cache()
     cfg = dataclasses.replace(cfg, frontend=cache.frontend, sela=dataclasses.replace(cfg.sela, update_batch_size=5))
     objective = build_objective(cfg, len(cache), torch.device("cpu"))
     objective.update_labels(RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features))
