@@ -5,10 +5,10 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from hear_sela.cli import main as cli
 from hear_sela.data.segment_labels import LABEL_COLUMNS
+from hear_sela.training.state import read_checkpoint
 
 
 def test_analyze_command(tiny_sela_run, capsys):
@@ -27,7 +27,7 @@ def test_analyze_command(tiny_sela_run, capsys):
     assert metrics.loc["SeLa head 0", "nmi"] > metrics.loc["SeLa head 1", "nmi"]
     seg = pd.read_csv(out / "labels.csv")
     assert len(seg) == 2 * len(cache)
-    stored = torch.load(root / "final.pt", weights_only=True)["label_store"]["labels"]
+    stored = read_checkpoint(root / "final.pt").label_store.labels
     first = seg[seg["head"] == 0].set_index(["clip_id", "segment"])["label"]
     clip0 = cache.clips[0].clip_id
     assert first.loc[(clip0, 0)] == int(stored[0, 0])

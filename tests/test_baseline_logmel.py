@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
-from test_hear_validator import validate
 
 from hear_sela.baselines import logmel
 from hear_sela.config import FrontendConfig
 from hear_sela.frontend import LogMel
+from helpers.hear_validator import validate
 
 
 def test_scene_is_mean_and_std_of_the_frontend_log_mel():

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import torch
-from helpers.byola import MELS, D, byola_layout_state, byola_reference
 
 import hear_sela
 from hear_sela.byola_import import BYOLA_NORM_MEAN, BYOLA_NORM_STD, EXPECTED_KEYS, byola_bundle, import_byola
 from hear_sela.checkpoint import CheckpointError, load_encoder_bundle
+from helpers.byola import MELS, D, byola_layout_state, byola_reference
 
 
 @pytest.fixture

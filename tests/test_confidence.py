@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import cpu_config, memory_cache
 
 from hear_sela.config import ConfigError, load_config
 from hear_sela.objectives.confidence import (
@@ -20,6 +19,7 @@ from hear_sela.objectives.confidence import (
     update_terms,
     view_agreement,
 )
+from helpers.training import cpu_config, memory_cache
 
 
 def test_size_term_by_hand():
@@ -94,14 +94,14 @@ def test_bad_terms_are_refused():
 
 
 def _train(tmp_path: Path, name: str, **over) -> dict:
-    from hear_sela.checkpoint import load_checkpoint
+    """{"weights": encoder and heads, "store": the label store} of a short run."""
     from hear_sela.training.loop import train
+    from hear_sela.training.state import read_checkpoint
 
     cfg = cpu_config(tmp_path / name, **{"train.epochs": 2, "sela.update_epochs": [0, 1, 2], **over})
     train(cfg, cache=memory_cache())
-    ckpt = load_checkpoint(tmp_path / name / "final.pt")
-    ckpt["weights"] = {**ckpt["encoder"], **{f"heads.{k}": v for k, v in ckpt["heads"].items()}}
-    return ckpt
+    objective = read_checkpoint(tmp_path / name / "final.pt").build_objective()
+    return {"weights": objective.net.state_dict(), "store": objective.store}  # net: the encoder and the heads
 
 
 def _log(tmp_path: Path, name: str) -> list[dict]:
@@ -117,12 +117,12 @@ def test_alpha_zero_reproduces_the_default_run_bitwise_and_the_terms_matter_at_a
     post = _train(tmp_path, "post1", **{"sela.confidence_alpha": 1.0})
     for key, value in base["weights"].items():
         assert torch.equal(value, zero["weights"][key]), key
-    assert torch.equal(base["label_store"]["labels"], zero["label_store"]["labels"])
+    assert torch.equal(base["store"].labels, zero["store"].labels)
     assert any(not torch.equal(v, one["weights"][k]) for k, v in base["weights"].items())
     assert any(not torch.equal(v, post["weights"][k]) for k, v in one["weights"].items())  # the extra terms count
     # the logged quantity of the last update is the mean of the stored terms' product (alpha 1)
-    store = one["label_store"]
-    product = store["confidences"] * store["terms"]["size"] * store["terms"]["agreement"]
+    store = one["store"]
+    product = store.confidences * store.terms["size"] * store.terms["agreement"]
     assert _log(tmp_path, "alpha1")[-1]["confidence_quantity"] == pytest.approx(float(product.double().mean()))
     assert all(r["confidence_quantity"] == 1.0 for r in _log(tmp_path, "alpha0"))
     assert 0 < _log(tmp_path, "post1")[-1]["confidence_quantity"] < 1

@@ -60,9 +60,8 @@ def test_training_imports_no_sklearn():
 
 
 def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
-    from helpers.training import cpu_config
-
     from hear_sela.training.state import build_objective
+    from helpers.training import cpu_config
 
     cfg = cpu_config(tmp_path)
     prior = np.ones(cfg.sela.clusters)
@@ -76,11 +75,10 @@ def test_zero_prior_entry_is_refused_when_the_objective_is_built(tmp_path):
 def test_solving_a_label_update_leaves_the_store_as_it_was_and_apply_writes_it(tmp_path):
     """solve_label_update only reads the store; LabelStore.apply is what changes it (labels, confidences, duals,
     count, history), and a relabel outside the schedule (counted=False) keeps the count."""
-    from helpers.training import cpu_config, memory_cache
-
     from hear_sela.objectives.base import RunContext
     from hear_sela.objectives.label_update import solve_label_update
     from hear_sela.training.state import build_objective
+    from helpers.training import cpu_config, memory_cache
 
     cache = memory_cache()
     cfg = dataclasses.replace(cpu_config(tmp_path), frontend=cache.frontend)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.training import cpu_config, memory_cache
 
 import hear_sela.objectives.label_views as label_views
 from hear_sela.config import ConfigError, load_config
@@ -18,6 +17,7 @@ from hear_sela.objectives.label_update import mean_pairwise_nmi, nmi
 from hear_sela.objectives.label_views import combine_views, head_groups
 from hear_sela.sinkhorn import solve_labels
 from hear_sela.training.state import build_objective
+from helpers.training import cpu_config, memory_cache
 
 CPU = torch.device("cpu")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import cpu_config, memory_cache
 
 import hear_sela.objectives.label_update as label_update
 from hear_sela.objectives.base import RunContext
 from hear_sela.sinkhorn import soft_cluster_mass
 from hear_sela.training.state import build_objective
+from helpers.training import cpu_config, memory_cache
 
 
 @pytest.fixture

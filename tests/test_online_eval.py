@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.training import cpu_config, memory_cache
 
 from hear_sela.checkpoint import export_untrained, load_checkpoint, load_encoder_bundle
 from hear_sela.config import ConfigError
@@ -21,6 +20,8 @@ from hear_sela.data.hear_task_read import read_scene_task
 from hear_sela.data.synth_tasks import write_hear_tasks
 from hear_sela.training.loop import train
 from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings, snapshot_path
+from hear_sela.training.state import read_checkpoint
+from helpers.training import cpu_config, memory_cache, run_training_script
 
 TASK = "synth_scene_multiclass"
 
@@ -115,25 +116,24 @@ def test_online_evaluation_leaves_training_bitwise_unchanged(tmp_path, tasks_dir
     single_thread_train(cpu_config(plain, "sela", **{"train.epochs": 2}))
     single_thread_train(cpu_config(probed, "sela", **{"train.epochs": 2, "online_eval.tasks_dir": str(tasks_dir),
                                                        "online_eval.every_steps": 2}))
-    a, b = load_checkpoint(plain / "final.pt"), load_checkpoint(probed / "final.pt")
-    for k, v in a["encoder"].items():
-        assert torch.equal(v, b["encoder"][k]), k
-    assert torch.equal(a["label_store"]["labels"], b["label_store"]["labels"])
+    a, b = read_checkpoint(plain / "final.pt"), read_checkpoint(probed / "final.pt")
+    for k, v in a.encoder_state.items():
+        assert torch.equal(v, b.encoder_state[k]), k
+    assert torch.equal(a.label_store.labels, b.label_store.labels)
     assert len(eval_records(probed)) == 5 and not eval_records(plain)
 
 
 def test_resumed_run_continues_the_curve_without_duplicates_or_gaps(tmp_path, tasks_dir):
-    from test_train_resume import run_fixture
 
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     over = [f"online_eval.tasks_dir={tasks_dir}", "online_eval.every_steps=3", "online_eval.max_clips=18",
             "train.ckpt_every_steps=3"]
-    assert run_fixture(ref, "sela", *over).returncode == 0
+    assert run_training_script(ref, "sela", *over).returncode == 0
     # the newest checkpoint on disk is step 6: the evaluation at 6 ran after it and runs again on resume
-    died = run_fixture(killed, "sela", "--kill-at-save", "8", *over)
+    died = run_training_script(killed, "sela", "--kill-at-save", "8", *over)
     assert died.returncode == -9, died.stderr[-2000:]
     assert [r["step"] for r in eval_records(killed)] == [0, 3, 6]
-    resumed = run_fixture(killed, "sela", "--resume", *over)
+    resumed = run_training_script(killed, "sela", "--resume", *over)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [r["step"] for r in eval_records(killed)]
     assert steps == [0, 3, 6, 9, 12, 15, 16]  # 4 epochs x 4 steps, every 3 steps and the end

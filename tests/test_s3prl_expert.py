@@ -191,9 +191,8 @@ def test_default_weights_without_ckpt(hubconf):
 
 def test_loads_a_byola_state_dict_as_the_hear_module_does(hubconf, tmp_path):
     """The expert loads weights through the HEAR module's loader, so a published BYOL-A .pth works in both."""
-    from helpers.byola import byola_layout_state
-
     import hear_sela
+    from helpers.byola import byola_layout_state
 
     path = tmp_path / "AudioNTT2020-BYOLA-64x96d32.pth"
     torch.save(byola_layout_state(), path)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.training import cpu_config, memory_cache
 
 from hear_sela.checkpoint import load_checkpoint, load_encoder_bundle, save_checkpoint
 from hear_sela.config import ConfigError, load_config
 from hear_sela.data.segment_labels import LABEL_COLUMNS
 from hear_sela.training.loop import NonFiniteLossError, train
-from hear_sela.training.state import ResumeError
+from hear_sela.training.state import ResumeError, read_checkpoint
+from helpers.training import assert_same, cpu_config, memory_cache
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
@@ -54,11 +54,10 @@ def test_label_updates_are_logged_with_their_metrics(tmp_path: Path):
     for key in ("changed", "size_min", "size_max", "nmi_prev", "solver_iterations", "solver_seconds"):
         assert all(key in r for r in upd), key
     assert 0 <= upd[1]["changed"] <= 1 and 0 <= upd[1]["nmi_prev"] <= 1
-    ckpt = load_checkpoint(tmp_path / "final.pt")
-    store = ckpt["label_store"]
-    assert store["updates"] == 2 and len(store["history"]) == 2
+    store = read_checkpoint(tmp_path / "final.pt").label_store
+    assert store.updates == 2 and len(store.history) == 2
     # the logged sizes are those of the labels the update stored (counted here independently)
-    sizes = torch.stack([torch.bincount(h, minlength=6) for h in store["labels"]])  # (H, K), the last update's
+    sizes = torch.stack([torch.bincount(h, minlength=6) for h in store.labels])  # (H, K), the last update's
     assert (int(sizes.min()), int(sizes.max())) == (upd[1]["size_min"], upd[1]["size_max"])
     assert upd[1]["empty_clusters"] == pytest.approx(float((sizes == 0).sum(1).float().mean()))
     assert int(sizes.sum()) == 3 * 37
@@ -130,8 +129,8 @@ def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
                  "sela.update_epochs=[0, 1]", "model.encoder_kwargs={d: 16, channels: 4}", "augment.crop_frames=48"]
     assert main(["train", "recipes/demo.yaml", *overrides]) == 0
     ckpt = out / "final.pt"
-    stored = load_checkpoint(ckpt)["label_store"]
-    n = stored["labels"].shape[1]
+    stored = read_checkpoint(ckpt).label_store
+    n = stored.labels.shape[1]
     assert main(["labels", str(ckpt), "--out", str(tmp_path / "stored.csv"), "--stored"]) == 0
     assert main(["labels", str(ckpt), "--out", str(tmp_path / "fresh.csv")]) == 0
     for name in ("stored.csv", "fresh.csv"):
@@ -143,11 +142,10 @@ def test_cli_train_then_labels_on_the_synth_corpus(tmp_path: Path):
         assert all(0 <= int(r["label"]) < 4 and 0 <= float(r["confidence"]) <= 1 for r in rows)
     with open(tmp_path / "stored.csv") as f:
         labels = [int(r["label"]) for r in csv.DictReader(f)]
-    assert labels == stored["labels"].reshape(-1).tolist()
+    assert labels == stored.labels.reshape(-1).tolist()
 
 
 def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
-    from test_train_resume import assert_same
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -157,18 +155,18 @@ def test_a_finished_run_extends_to_a_larger_epoch_count(tmp_path: Path, caplog):
         run = tmp_path / "run"
         train(cpu_config(run, **{**over, "train.epochs": 1}), cache=memory_cache())
         # final.pt leaves out the mixup memory (most of a real checkpoint); last.pt keeps it for the exact resume
-        assert load_checkpoint(run / "final.pt")["local"]["augment"]["mixup._extra_state"]["memory"] is None
-        assert load_checkpoint(run / "last.pt")["local"]["augment"]["mixup._extra_state"]["filled"] == 8
+        assert read_checkpoint(run / "final.pt").mixup_memory["memory"] is None
+        assert read_checkpoint(run / "last.pt").mixup_memory["filled"] == 8
         with caplog.at_level("INFO", logger="hear_sela.train"):
             final = train(cpu_config(run, **{**over, "train.epochs": 2}), resume="auto", cache=memory_cache())
     finally:
         torch.set_num_threads(threads)
     assert "extending the run to train.epochs=2" in caplog.text
-    a, b = load_checkpoint(tmp_path / "ref" / "final.pt"), load_checkpoint(final)
-    assert (b["epoch"], b["step"], b["finished"]) == (2, 8, True)
+    a, b = read_checkpoint(tmp_path / "ref" / "final.pt"), read_checkpoint(final)
+    assert (b.epoch, b.step, b.finished) == (2, 8, True)
     for ckpt in (a, b):
-        ckpt["config"]["train"].pop("out_dir")
-    assert_same(a, b)  # 1 epoch, then extended to 2 = 2 epochs straight
+        ckpt.data["config"]["train"].pop("out_dir")
+    assert_same(a.data, b.data)  # 1 epoch, then extended to 2 = 2 epochs straight
     def untimed(out: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if "seconds" not in k} for r in records(out, "labels")]
 

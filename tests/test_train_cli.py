@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers.training import cpu_config
 
 from hear_sela.checkpoint import load_checkpoint, save_checkpoint
 from hear_sela.cli import main
 from hear_sela.config import config_from_dict, config_to_dict, load_config
 from hear_sela.training.loop import train
-from hear_sela.training.state import ResumeError
+from hear_sela.training.state import ResumeError, read_checkpoint
+from helpers.training import cpu_config
 
 
 def write_wav(path: Path, seconds: float, seed: int) -> None:
@@ -39,7 +39,7 @@ def test_resume_on_changed_data_is_refused_before_the_cache_is_touched(tmp_path:
         write_wav(tmp_path / "audio" / f"clip{i}.wav", 1.0, i)
     cfg = folder_config(tmp_path, **{"train.epochs": 1})
     train(cfg)
-    n_before = load_checkpoint(tmp_path / "run" / "last.pt")["label_store"]["labels"].shape[1]
+    n_before = read_checkpoint(tmp_path / "run" / "last.pt").label_store.labels.shape[1]
     manifest = tmp_path / "run" / "cache" / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
     write_wav(tmp_path / "audio" / "new_one.wav", 1.0, 9)
@@ -54,8 +54,8 @@ def test_resume_on_changed_data_is_refused_before_the_cache_is_touched(tmp_path:
     # the explicit way on: the resumed weights label the new data and training continues
     relabel = folder_config(tmp_path, **{"train.epochs": 2, "train.resume_relabel": True})
     final = train(relabel, resume="auto")
-    ckpt = load_checkpoint(final)
-    assert ckpt["epoch"] == 2 and ckpt["label_store"]["labels"].shape[1] == n_before  # 6 clips before, 6 now
+    ckpt = read_checkpoint(final)
+    assert ckpt.epoch == 2 and ckpt.label_store.labels.shape[1] == n_before  # 6 clips before, 6 now
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     relabelled = [r for r in rows if r.get("relabel")]
     assert len(relabelled) == 1 and relabelled[0]["step"] == load_checkpoint(final)["step"] // 2

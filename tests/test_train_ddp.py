@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import cpu_config, one_label_update
 
-TRAINING_SCRIPT = Path(__file__).parent / "helpers" / "training.py"  # run as a subprocess
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.training import ROOT, TRAINING_SCRIPT, cpu_config, one_label_update
 
 pytestmark = [pytest.mark.distributed, pytest.mark.integration]  # gloo process groups
 

@@ -24,13 +24,12 @@ def demo_nmi(out_dir: Path, overrides: list[str] = ()) -> dict[str, float]:
     from sklearn.metrics import normalized_mutual_info_score as nmi
 
     from hear_sela.analysis.core import kmeans_labels
-    from hear_sela.checkpoint import load_checkpoint
     from hear_sela.config import load_config
     from hear_sela.data.prepare import prepare_cache
     from hear_sela.embed import embed_segments
     from hear_sela.objectives.base import RunContext
     from hear_sela.training.loop import train
-    from hear_sela.training.state import build_objective
+    from hear_sela.training.state import build_objective, read_checkpoint
 
     cfg = load_config(RECIPE, [f"train.out_dir={out_dir}", *overrides])
     cache = prepare_cache(cfg)
@@ -43,7 +42,7 @@ def demo_nmi(out_dir: Path, overrides: list[str] = ()) -> dict[str, float]:
     emb = embed_segments(untrained.encoder, cache.features, cache.frontend, cfg.sela.update_batch_size,
                          torch.device("cpu")).numpy()
     final = train(cfg, resume="auto", cache=cache)
-    trained = load_checkpoint(final)["label_store"]["labels"].numpy()  # (H, N), solved after the last step
+    trained = read_checkpoint(final).label_store.labels.numpy()  # (H, N), solved after the last step
 
     def mean_nmi(labels: np.ndarray) -> float:
         return float(np.mean([nmi(truth, h) for h in labels]))

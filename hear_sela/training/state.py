@@ -34,6 +34,7 @@ from hear_sela.checkpoint import (
 from hear_sela.config import Config, ConfigError, config_from_dict
 from hear_sela.objectives.base import Objective
 from hear_sela.objectives.byol import ByolObjective
+from hear_sela.objectives.label_store import LabelStore
 from hear_sela.objectives.sela import SelaObjective
 
 log = logging.getLogger("hear_sela.train")
@@ -219,6 +220,46 @@ class TrainingCheckpoint:
         if "label_store" in self.data:
             return int(self.data["label_store"]["labels"].shape[1])
         return int(self.data["n_segments"]) if "n_segments" in self.data else None
+
+    @property
+    def step(self) -> int:
+        """The global step the checkpoint was written at."""
+        return int(self.data["step"])
+
+    @property
+    def epoch(self) -> int:
+        """Epochs finished when the checkpoint was written."""
+        return int(self.data["epoch"])
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run had finished (final.pt, and the last.pt written with it)."""
+        return bool(self.data.get("finished", False))
+
+    @property
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The encoder's state dict."""
+        return self.data["encoder"]
+
+    @property
+    def label_store(self) -> LabelStore:
+        """SeLa's label store as saved (labels and confidences (H, N), terms, duals, updates, history), on the CPU."""
+        if "label_store" not in self.data:
+            raise CheckpointError(f"{self.path}: a {self.objective!r} checkpoint holds no label store")
+        state = self.data["label_store"]
+        store = LabelStore(state["labels"], state["confidences"])
+        store.load_state_dict(state)
+        return store
+
+    @property
+    def rank_state(self) -> dict[str, Any]:
+        """The writing rank's own state (rank 0's in the main file): RNG states, augmentation state, step."""
+        return self.data["local"]
+
+    @property
+    def mixup_memory(self) -> dict[str, Any]:
+        """Rank 0's mixup memory as saved: `memory` (M, F, T), None in final.pt, and `filled` (entries held)."""
+        return self.rank_state["augment"]["mixup._extra_state"]
 
     def require(self, objective: str) -> TrainingCheckpoint:
         if self.objective != objective:

@@ -4,15 +4,22 @@ build a real synth corpus and its feature cache on disk."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hear_sela import distributed as dist
+from hear_sela.commands.demo import THREAD_VARIABLES
 from hear_sela.config import Config, FrontendConfig, config_from_dict
 from hear_sela.data.cache import FeatureCache
 from hear_sela.data.records import ClipRecord
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+TRAINING_SCRIPT = Path(__file__).resolve()  # this file, run as a script by the multi-process tests (`_main`)
 
 
 def memory_cache(n: int = 37, n_mels: int = 16, frames: int = 24, classes: int = 3, seed: int = 0,
@@ -54,6 +61,34 @@ def cpu_config(out_dir: str | Path, objective: str = "sela", **over) -> Config:
         section, name = key.split(".")
         data.setdefault(section, {})[name] = value
     return config_from_dict(data, source="tests/helpers/training.py")
+
+
+def run_training_script(out_dir: Path, objective: str, *args: str) -> subprocess.CompletedProcess:
+    """This file as a script (see `_main`) in a fresh interpreter, single-threaded, from the repository's hear_sela."""
+    # every thread variable torch reads (OpenMP and MKL): an MKL_NUM_THREADS=2 left by an earlier test (the demo
+    # pins its threads for its subprocesses) changes the subprocess's reduction order, so its bits
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           **dict.fromkeys(THREAD_VARIABLES, "1")}
+    return subprocess.run([sys.executable, str(TRAINING_SCRIPT), str(out_dir), objective, *args], env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Bitwise equality of nested checkpoint contents (tensors, dicts, lists, plain values)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))}"
+        for k in a:
+            if not str(k).endswith("seconds"):  # wall-clock timings of label updates legitimately differ
+                assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def _main() -> None:
