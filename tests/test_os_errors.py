@@ -1,6 +1,6 @@
 """What the CLI says when the operating system refuses: a read-only output folder, a full disk while the feature
 cache is built, a file size limit (ulimit -f) while exporting. Each is one line naming the problem and the path,
-never a traceback (issue 24, item 11)."""
+never a traceback."""
 
 from __future__ import annotations
 

@@ -248,7 +248,7 @@ def test_warm_start_same_labels_fewer_iterations(overrelax):
     assert warm.converged.all()
     assert agreement(warm.labels, cold.labels) >= 0.999
     assert (warm.iterations < cold.iterations).all()
-    if overrelax == "auto":  # against SeLa's plain cold start, the yardstick
+    if overrelax == "auto":  # at least 3x fewer iterations than SeLa's plain (unrelaxed) cold start
         plain_cold = solve_labels(after, overrelax=1.0)
         assert (warm.iterations * 3 <= plain_cold.iterations).all(), (warm.iterations, plain_cold.iterations)
 
@@ -421,7 +421,7 @@ def test_auto_solver_dtype_follows_the_float32_floor():
     from hear_sela.objectives.label_update import solver_dtype
     from hear_sela.sinkhorn import float32_error_floor
 
-    assert solver_dtype(SelaConfig(tol=0.1), 100_000) == torch.float32  # SeLa's tol at the N
+    assert solver_dtype(SelaConfig(tol=0.1), 100_000) == torch.float32  # SeLa's tol at 100k segments
     assert solver_dtype(SelaConfig(tol=1e-4), 40_000) == torch.float64  # the audio SeLa code's tol
     assert solver_dtype(SelaConfig(tol=0.1), 200_000) == torch.float64
     assert solver_dtype(SelaConfig(tol=1e-4, solver_dtype="float32"), 40_000) == torch.float32
