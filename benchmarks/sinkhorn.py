@@ -16,7 +16,7 @@ cluster sizes min-max over heads; × fp64 = fp64 loop time / this time; × floor
 (fp64 loop iterations × 2 reads of the H·N·K float32 kernel / measured copy bandwidth), for matrix-free rows also
 / the GEMM floor (logit passes × 2·N·D·H·K flops / measured GEMM rate).
 
-  python benchmarks/sinkhorn.py --device cuda          # the issue's sizes, ~10 min on an H100
+  python benchmarks/sinkhorn.py --device cuda          # FSD50K-scale sizes, ~10 min on an H100
   python benchmarks/sinkhorn.py --device cpu           # scaled-down sizes, a few minutes
   python benchmarks/sinkhorn.py --quick                # smoke test
   python benchmarks/sinkhorn.py --dtypes               # float32 vs float64, dense and matrix-free (one head)
@@ -51,7 +51,7 @@ LAMB, TOL = 25.0, 0.1
 GPU_SIZES = "40966x1000x10,40966x3000x10,200000x1000x10,200000x3000x10,1000000x1000x10,1000000x3000x10,2000000x3000x10"
 CPU_SIZES = "4000x100x2,10000x300x2,40966x1000x2"
 QUICK_SIZES = "4000x100x2"
-DTYPE_SIZES = "50000x100,100000x100,50000x1000:matrix-free"  # the issue's sizes (issue 13)
+DTYPE_SIZES = "50000x100,100000x100,50000x1000:matrix-free"  # realistic N: FSD50K-scale segment counts
 
 
 def realistic(n: int, k: int, heads: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -161,7 +161,7 @@ def _run_beside(cmd: list[str], hog: bool, **kw):
 
 
 def test_demo_training_repeats_bitwise_beside_a_cpu_hog(tmp_path):
-    """Issue 28: a loaded machine must not change the demo's training. A --quick-sized demo training (recipe demo,
+    """A loaded machine must not change the demo's training. A --quick-sized demo training (recipe demo,
     threads pinned), run alone and then beside a busy-loop process, gives bitwise-equal weights, optimiser state and
     labels."""
     import sys
@@ -184,7 +184,7 @@ def test_demo_training_repeats_bitwise_beside_a_cpu_hog(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_repeats_beside_a_cpu_hog(tmp_path):
-    """Issue 28: `hear-sela demo --quick` run twice, the second time beside a busy-loop process, prints the same
+    """`hear-sela demo --quick` run twice, the second time beside a busy-loop process, prints the same
     tables and writes byte-identical scores."""
     import sys
 

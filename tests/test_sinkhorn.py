@@ -386,7 +386,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Issue 13: float32 at realistic N, infeasible problems, the solver dtype rule.
+# Float32 at realistic N, infeasible problems, the solver dtype rule.
 
 
 @pytest.mark.parametrize("path", ["dense", "matrix-free"])
