@@ -10,7 +10,7 @@ recipe or --set names them) <- the variant <- --set (so a smaller scale, e.g. `-
 run) <- train.seed and train.out_dir = OUT/<variant>/seed<seed>.
 
 Each run: `hear-sela train ... --resume` in a subprocess (log OUT/<variant>/seed<s>/train.log), then its scores
-(`analysis.ablation.run_scores`), then with --tasks-dir its encoder export through heareval (`evaluate.py`, the mean
+(`analysis.ablation.run_scores`), then with --tasks-dir its encoder export through heareval (`evaluation`, the mean
 over the dev tasks). OUT/<variant>/seed<s>/run.json records the outcome; a rerun skips finished runs and resumes
 unfinished trainings. A failed run is recorded with its error and the others go on; the table is rewritten after
 every run and covers every finished run in OUT (so runs with other --seeds or --only add rows). --rescore
