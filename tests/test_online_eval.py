@@ -219,7 +219,7 @@ def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_
     from hear_sela.cli import main as cli_main
 
     run = tmp_path / "run"
-    single_thread_train(tiny_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
+    single_thread_train(cpu_config(run, "sela", **{"online_eval.tasks_dir": str(tasks_dir),
                                                     "online_eval.max_clips": 24, "train.epochs": 1}))
     records = eval_records(run)
     out = tmp_path / "probe.csv"
@@ -237,7 +237,7 @@ def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_
 def test_audiontt2022_embedding_parts_are_its_conv_map_and_its_mlp():
     from hear_sela.encoders import build_encoder
 
-    cfg = tiny_config("/tmp/unused", "sela", **{"model.encoder": "audiontt2022",
+    cfg = cpu_config("/tmp/unused", "sela", **{"model.encoder": "audiontt2022",
                                                "model.encoder_kwargs": {"d": 96, "channels": 4, "mlp_hidden": 16}})
     enc = build_encoder(cfg).eval()
     parts = enc.embedding_parts()

@@ -13,6 +13,7 @@ from hear_sela.objectives.heads import MultiHead
 from hear_sela.objectives.label_store import LabelStore
 from hear_sela.objectives.sela import label_update_steps, sela_loss
 from hear_sela.training.schedules import lr_factor
+from helpers.training import cpu_config, memory_cache
 
 
 def test_multihead_equals_separate_linears_in_eval():
@@ -158,14 +159,12 @@ def test_a_projector_run_trains_and_its_label_update_matches_the_matrix_free_sol
     budget) gives the labels of the stored-logits path."""
     import dataclasses
 
-    from train_fixtures import tiny_cache, tiny_config
-
     import hear_sela.objectives.label_update as lu
     from hear_sela.objectives.base import RunContext
     from hear_sela.training.state import build_objective
 
-    cache = tiny_cache()
-    cfg = dataclasses.replace(tiny_config(tmp_path, "sela", **{"sela.projector": [16, 8]}), frontend=cache.frontend)
+    cache = memory_cache()
+    cfg = dataclasses.replace(cpu_config(tmp_path, "sela", **{"sela.projector": [16, 8]}), frontend=cache.frontend)
     run = RunContext(cfg=cfg, device=torch.device("cpu"), features=cache.features)
     stored = build_objective(cfg, len(cache.features), torch.device("cpu"))
     assert stored.net.heads.weight.shape[-1] == 8

@@ -79,9 +79,9 @@ def run_scores(checkpoint: str | Path, label_position: int | None = 0) -> dict[s
     ckpt = read_checkpoint(checkpoint)
     if "label_store" not in ckpt.data:  # BYOL-A (a variant may change train.objective): no labels to score
         return {}
-    store = ckpt.data["label_store"]
-    labels = store["labels"].numpy().astype(np.int64)  # (H, S)
-    conf = store["confidences"].numpy().astype(np.float64)  # (H, S)
+    store = ckpt.label_store
+    labels = store.labels.numpy().astype(np.int64)  # (H, S)
+    conf = store.confidences.numpy().astype(np.float64)  # (H, S)
     cache = prepare_cache(ckpt.config, progress=False)
     if labels.shape[1] != len(cache):
         raise ValueError(f"{checkpoint}: {labels.shape[1]} labelled segments but the cache has {len(cache)}")

@@ -143,10 +143,10 @@ def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), lab
     features = cache.features  # (S, F, T) un-normalised log-mel
     log.info("embedding %d segments with the checkpoint's encoder", len(cache))
     seg_emb = segment_embeddings(objective.encoder, features, cfg.frontend, batch_size, dev)  # (S, D)
-    store = ckpt.data["label_store"]
-    if not relabel and not changed and tuple(store["labels"].shape[1:]) == (len(cache),):
-        labels, conf = store["labels"].numpy().astype(np.int64), store["confidences"].numpy().astype(np.float64)
-        source = f"{checkpoint} (label store, {int(store.get('updates', 0))} updates)"
+    store = ckpt.label_store
+    if not relabel and not changed and tuple(store.labels.shape[1:]) == (len(cache),):
+        labels, conf = store.labels.numpy().astype(np.int64), store.confidences.numpy().astype(np.float64)
+        source = f"{checkpoint} (label store, {store.updates} updates)"
     else:
         labels, conf = head_labels(seg_emb, objective.net.heads.cpu())
         source = f"{checkpoint} (heads' argmax over {cfg_data.data.source} data)"
