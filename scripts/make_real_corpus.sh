@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real-audio pretraining corpus into OUT from the DFSG-free Debian packages listed in
 # scripts/real_corpus_sources.yaml: `apt-get download` into a cache folder, `dpkg-deb -x` into one folder per package
-# (no system install, no root needed beyond what apt-get download needs), audio inside .zip/.pk3 archives unpacked
+# (no system install, no root needed beyond what apt-get download needs), audio inside .zip/.pk3/.wz archives unpacked
 # beside it, then `hear-sela corpus` decodes, deduplicates, cuts and writes OUT/<source>/*.flac, OUT/labels.csv and
 # OUT/manifest.json. Extra arguments go to `hear-sela corpus` (e.g. --dry-run, --max-hours-per-source 0.5).
 #   bash scripts/make_real_corpus.sh OUT [--dry-run]
@@ -29,12 +29,7 @@ for p in "${PKGS[@]}"; do
     echo "extracting $p $version"
     rm -rf "$dest" && mkdir -p "$dest"
     dpkg-deb -x "$deb" "$dest"
-    find "$dest" -type f \( -name '*.zip' -o -name '*.pk3' \) -print0 | while IFS= read -r -d '' z; do
-      name=$(basename "$z"); name=${name%.*}
-      # unzip exits 11 when an archive holds no audio: that is fine, any other failure is not
-      mkdir -p "$dest/_unzipped/$name"
-      unzip -qo "$z" '*.ogg' '*.wav' '*.flac' -d "$dest/_unzipped/$name" || [ $? -eq 11 ]
-    done
+    bash "$HERE/scripts/unpack_audio_archives.sh" "$dest"
     echo "$version" > "$dest/.version"  # written last: a half-extracted package is redone
   fi
 done
