@@ -133,6 +133,10 @@ def test_hours_cap_stops_a_source(package: Path):
     assert rep.seconds >= 4 and rep.seconds < 4 + 10 and rep.files_not_reached > 0
     clips, (rep,) = _collect(package, category_hours={"sfx": 4 / 3600})
     assert rep.seconds < 4 + 10 and rep.files_not_reached > 0
+    clips, (rep,) = _collect(package, category_source_hours={"sfx": 4 / 3600})
+    assert rep.seconds >= 4 and rep.seconds < 4 + 10 and rep.files_not_reached > 0
+    clips, (rep,) = _collect(package, category_source_hours={"music": 4 / 3600})  # another category: no cap
+    assert rep.files_not_reached == 0 and rep.seconds == _collect(package)[1][0].seconds
     clips, (rep,) = _collect(package, max_seconds_per_file=9.0)
     assert sum("/music/theme_" in c.fname for c in clips) == 2  # 8.33 s + 8.33 s crosses 9 s: the third is left
 
@@ -156,11 +160,13 @@ def test_cut_clips_bounds():
 def test_sources_file(tmp_path: Path, package: Path):
     (package / ".version").write_text("1.2-3\n")
     good = tmp_path / "sources.yaml"
-    good.write_text("max_hours_per_source: 0.5\ncategory_hours: {music: 0.1}\nsources:\n"
+    good.write_text("max_hours_per_source: 0.5\ncategory_hours: {music: 0.1}\ncategory_source_hours: {music: 0.05}\n"
+                    "sources:\n"
                     "  - {name: fake, package: fake-data, root: fake-data/usr, category: sfx, licence: GPL-2+}\n")
     (spec,), settings = load_sources(good, tmp_path)
     assert spec.version == "1.2-3" and spec.root == str(tmp_path / "fake-data/usr")
-    assert settings == {"max_hours_per_source": 0.5, "category_hours": {"music": 0.1}}
+    assert settings == {"max_hours_per_source": 0.5, "category_hours": {"music": 0.1},
+                        "category_source_hours": {"music": 0.05}}
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources:\n  - {name: fake, folder: x}\n")
     with pytest.raises(DataError, match="bad.yaml: source #1"):
@@ -170,3 +176,5 @@ def test_sources_file(tmp_path: Path, package: Path):
 def test_cli_bad_source_is_one_line(tmp_path: Path, caplog):
     assert cli_main(["corpus", str(tmp_path / "o"), "--source", f"x={tmp_path / 'nope'}"]) == 1
     assert "audio folder not found" in caplog.text
+    assert cli_main(["corpus", str(tmp_path / "o"), "--source", f"x={tmp_path}", "--source-cap", "music=lots"]) == 1
+    assert "--source-cap" in caplog.text

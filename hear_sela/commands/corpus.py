@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-hours-per-source", type=float, help="cap on any one source (default 1.0, or the YAML's)")
     p.add_argument("--cap", action="append", default=[], metavar="CATEGORY=HOURS",
                    help="cap on all sources of one category, e.g. music=1.5; repeatable")
+    p.add_argument("--source-cap", action="append", default=[], metavar="CATEGORY=HOURS",
+                   help="cap on each source of one category, e.g. music=0.35; repeatable")
     p.add_argument("--max-seconds-per-file", type=float,
                    help="take at most this much audio from one file (default: all, or the YAML's)")
     p.add_argument("--max-clip-seconds", type=float, default=10.0)
@@ -46,6 +48,18 @@ def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
+def _caps(from_file: dict, items: list[str], what: str) -> dict[str, float]:
+    """The YAML's CATEGORY: HOURS caps updated by the command line's CATEGORY=HOURS ones."""
+    from hear_sela.data.records import DataError
+
+    caps = dict(from_file)
+    try:
+        caps.update({k: float(v) for k, v in _pairs(items, what)})
+    except ValueError as e:
+        raise DataError(f"{what}: {e}") from None
+    return caps
+
+
 def main(args: argparse.Namespace) -> int:
     from hear_sela.data.audio import AudioError
     from hear_sela.data.corpus import CorpusConfig, SourceSpec, collect, load_sources, write_corpus
@@ -57,16 +71,13 @@ def main(args: argparse.Namespace) -> int:
         specs += [SourceSpec(name, str(Path(d).expanduser())) for name, d in _pairs(args.source, "--source")]
         if not specs:
             raise DataError("no sources: give --sources FILE and/or --source NAME=DIR")
-        caps = dict(settings.get("category_hours", {}))
-        try:
-            caps.update({k: float(v) for k, v in _pairs(args.cap, "--cap")})
-        except ValueError as e:
-            raise DataError(f"--cap: {e}") from None
+        caps = _caps(settings.get("category_hours", {}), args.cap, "--cap")
+        source_caps = _caps(settings.get("category_source_hours", {}), args.source_cap, "--source-cap")
         cfg = CorpusConfig(
             max_clip_seconds=args.max_clip_seconds, min_clip_seconds=args.min_clip_seconds, format=args.format,
             max_hours_per_source=(args.max_hours_per_source if args.max_hours_per_source is not None
                                   else float(settings.get("max_hours_per_source", 1.0))),
-            category_hours=caps,
+            category_hours=caps, category_source_hours=source_caps,
             max_seconds_per_file=(args.max_seconds_per_file if args.max_seconds_per_file is not None
                                   else settings.get("max_seconds_per_file")))
         clips, reports = collect(specs, cfg, keep_audio=not args.dry_run)

@@ -16,9 +16,9 @@ Pipeline per source, in a fixed order so the same inputs always give the same co
    distinct takes measured 0.27-0.81 on the Debian sources).
 5. Cut the trimmed signal into ceil(L / max_clip_seconds) equal clips (so no tiny remainder), drop clips shorter
    than `min_clip_seconds` or with RMS below `silence_db` dBFS (near-silent), and stop the source once it reaches its
-   hours cap (its own `max_hours`, the global per-source cap, and what is left of its category's cap). At most
-   `max_seconds_per_file` is taken from one file (its first clips), so a source of long songs or ambience loops
-   contributes many files rather than a few.
+   hours cap (its own `max_hours`, the global per-source cap, its category's per-source cap, and what is left of
+   its category's cap). At most `max_seconds_per_file` is taken from one file (its first clips), so a source of
+   long songs or ambience loops contributes many files rather than a few.
 6. Write OUT/<source>/<path relative to the source root>_<k>.flac (16-bit), OUT/labels.csv (fname relative to OUT,
    labels = package, source/folder and category) and OUT/manifest.json (per source: files, clips, hours, licence,
    package version, what was dropped and why).
@@ -76,6 +76,9 @@ class CorpusConfig:
     max_seconds_per_file: float | None = None
     max_hours_per_source: float = 1.0
     category_hours: dict[str, float] = field(default_factory=dict)
+    # cap on each source of a category (e.g. music: 0.35), so that the category's cap is spread over many sources
+    # rather than eaten by the first ones in the list
+    category_source_hours: dict[str, float] = field(default_factory=dict)
     format: str = "flac"
 
 
@@ -191,8 +194,9 @@ def _label(text: str) -> str:
 
 
 def source_cap_seconds(spec: SourceSpec, cfg: CorpusConfig) -> float:
-    hours = cfg.max_hours_per_source if spec.max_hours is None else min(spec.max_hours, cfg.max_hours_per_source)
-    return hours * 3600
+    """The smallest of the source's own cap, the global per-source cap and its category's per-source cap."""
+    caps = [cfg.max_hours_per_source, spec.max_hours, cfg.category_source_hours.get(spec.category)]
+    return min(h for h in caps if h is not None) * 3600
 
 
 def collect(sources: list[SourceSpec], cfg: CorpusConfig, keep_audio: bool = True
@@ -328,8 +332,8 @@ def write_corpus(out: str | Path, clips: list[Clip], reports: list[SourceReport]
 def load_sources(path: str | Path, base: str | Path) -> tuple[list[SourceSpec], dict]:
     """Sources from a YAML file (see scripts/real_corpus_sources.yaml); roots relative to `base`.
 
-    Returns the specs and the file's top-level settings (max_hours_per_source, category_hours, max_seconds_per_file)
-    for CorpusConfig.
+    Returns the specs and the file's top-level settings (max_hours_per_source, category_hours,
+    category_source_hours, max_seconds_per_file) for CorpusConfig.
     A source's package version is read from <base>/<package>/.version when the file is there.
     """
     from hear_sela.config import load_yaml
@@ -353,5 +357,6 @@ def load_sources(path: str | Path, base: str | Path) -> tuple[list[SourceSpec], 
         if entry.get("package") and not entry.get("version") and version_file.is_file():
             entry["version"] = version_file.read_text().strip()
         specs.append(SourceSpec(**entry))
-    settings = {k: doc[k] for k in ("max_hours_per_source", "category_hours", "max_seconds_per_file") if k in doc}
+    settings = {k: doc[k] for k in ("max_hours_per_source", "category_hours", "category_source_hours",
+                                    "max_seconds_per_file") if k in doc}
     return specs, settings
