@@ -12,8 +12,8 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "separation"
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
 def test_separation_recipes_parse(recipe):
-    cfg = load_separation_config(recipe, ["student.epochs=3"])
-    assert isinstance(cfg, SeparationConfig) and cfg.student.epochs == 3
+    cfg = load_separation_config(recipe, ["student.updates=3", "teacher.gate_percentile=null"])
+    assert isinstance(cfg, SeparationConfig) and cfg.student.updates == 3 and cfg.teacher.gate_percentile is None
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
