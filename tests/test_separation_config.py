@@ -21,3 +21,11 @@ def test_unknown_key_names_key_and_file(tmp_path):
     bad.write_text("teacher:\n  gate: -10\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*teacher.gate"):
         load_separation_config(bad)
+
+
+@pytest.mark.parametrize("override, key", [("student.loss_norm=mean", "student.loss_norm"),
+                                           ("ensemble_alpha=3.0", "ensemble_alpha"),
+                                           ("teacher.gate_percentile=100", "teacher.gate_percentile")])
+def test_values_the_recipe_cannot_run_name_the_key_and_file(override, key):
+    with pytest.raises(ConfigError, match=rf"cpu.yaml.*{key}"):
+        load_separation_config(RECIPES[0], [override])

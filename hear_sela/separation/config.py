@@ -122,9 +122,33 @@ class SeparationConfig:
     switch_quantile: float = 0.25  # paper: bottom quartile of the validation mixtures' mean confidence
 
 
+def _check(cfg: SeparationConfig) -> None:
+    """Values the types allow but the recipe cannot run with: ConfigError naming the key."""
+    bad = []
+    if cfg.student.loss_norm not in ("example", "batch", "none"):
+        bad.append(f"student.loss_norm: {cfg.student.loss_norm!r} (example | batch | none)")
+    if cfg.teacher.features not in ("paper", "freqnorm"):
+        bad.append(f"teacher.features: {cfg.teacher.features!r} (paper | freqnorm)")
+    if cfg.teacher.gate_percentile is not None and not 0 <= cfg.teacher.gate_percentile < 100:
+        bad.append(f"teacher.gate_percentile: {cfg.teacher.gate_percentile} (in [0, 100), or null for gate_db)")
+    if cfg.teacher.components != 2:
+        bad.append(f"teacher.components: {cfg.teacher.components} (the recipe separates two sources)")
+    if not cfg.seeds:
+        bad.append("seeds: empty (at least one)")
+    if cfg.ensemble_alpha is not None and cfg.ensemble_alpha not in cfg.alphas:
+        bad.append(f"ensemble_alpha: {cfg.ensemble_alpha} is not one of alphas {cfg.alphas} (or null: the best)")
+    missing = {"train", "val", "test", "test_same"} - set(cfg.mixtures.counts)
+    if missing:
+        bad.append(f"mixtures.counts: no count for {sorted(missing)}")
+    if bad:
+        raise ConfigError("; ".join(bad))
+
+
 def separation_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> SeparationConfig:
     try:
-        return _from_dict(SeparationConfig, data, "")
+        cfg = _from_dict(SeparationConfig, data, "")
+        _check(cfg)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 

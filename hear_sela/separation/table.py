@@ -51,7 +51,9 @@ def split_table(res: dict[str, Any], split: str) -> list[str]:
     for key in [k for k in order if k in rows]:
         r = rows[key]
         b, s = row_interval(np.array(r["binary"]["sdr"])), row_interval(np.array(r["soft"]["sdr"]))
-        q = qq.get(key, {"quality": 1.0, "quantity": 1.0} if key.startswith("gt_all") else {})
+        q = qq.get(key, {"gt_all": {"quality": 1.0, "quantity": 1.0},
+                         "gt_subset": {"quality": 1.0, "quantity": res["config"]["student"]["subset_fraction"]}
+                         }.get(key, {}))
         paper = PAPER.get(key, (None,) * 5) if split == "test" else (None,) * 5
         lines.append(f"| {_label(key, res)} | {len(r['binary']['sdr'])} | {_f(q.get('quality'), '.3f')} | "
                      f"{_f(q.get('quantity'), '.3f')} | {b.text()} | {s.text()} | "
