@@ -60,3 +60,66 @@ def test_far_field_delay_between_mics():
 def test_integer_fractional_delay_is_a_shift():
     x = np.random.default_rng(0).standard_normal(200)
     np.testing.assert_allclose(fractional_delay(x, 3.0)[3:], x[:-3], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def voiced_files(tmp_path_factory):
+    """3 voices x 3 utterances per split, named as espeak files are (<voice>_<i>.wav)."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("sep_voices")
+    rng = np.random.default_rng(5)
+    files = {}
+    for split in ("train", "val", "test"):
+        files[split] = []
+        for v in range(3):
+            for i in range(3):
+                p = root / split / f"en-{split}{v}_m{v}_{i:03d}.wav"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(p, (0.1 * rng.standard_normal(9000)).astype(np.float32), 8000)
+                files[split].append(p)
+    return files
+
+
+def test_no_same_voice_pair_in_any_split(voiced_files):
+    from hear_sela.separation.sources import voice_of
+
+    cfg = MixtureConfig(seconds=0.5)
+    for split, files in voiced_files.items():
+        mixes = generate_split(files, 60, cfg, split, seed=0)
+        assert all(m.voices[0] != m.voices[1] for m in mixes), split
+        assert len({frozenset(m.voices) for m in mixes}) == 3  # every pair of the 3 voices occurs
+        assert {v for m in mixes for v in m.voices} <= {voice_of(p) for p in files}
+    same = generate_split(voiced_files["test"], 30, cfg, "test_same", seed=0, same_voice=True)
+    assert all(m.voices[0] == m.voices[1] for m in same)
+
+
+def test_dynamic_mixing_pairs_different_voices(voiced_files):
+    from hear_sela.separation.config import TeacherConfig
+    from hear_sela.separation.mixtures import SourcePool
+    from hear_sela.separation.trainer import dynamic_batches
+
+    pool = SourcePool(voiced_files["train"], 8000)
+    seen = []
+    original = pool.mixture
+
+    def spy(*a, **k):
+        m = original(*a, **k)
+        seen.append(m.voices)
+        return m
+
+    pool.mixture = spy
+    b = dynamic_batches(pool, MixtureConfig(), TeacherConfig(), 8, 0.5)(np.random.default_rng(0))
+    assert b.feats.shape == b.labels.shape == b.weights.shape == (8, 63, 129)
+    assert len(seen) == 8 and all(a != c for a, c in seen)
+    np.testing.assert_allclose(b.weights.sum((1, 2)), 1.0, rtol=1e-5)  # w(0) sums to 1 per mixture
+
+
+def test_voice_splits_are_disjoint_and_train_has_80_voices():
+    from hear_sela.separation.config import SourcesConfig
+    from hear_sela.separation.sources import voices
+
+    cfg = SourcesConfig()
+    sets = {s: set(voices(cfg, s)) for s in ("train", "val", "test")}
+    assert len(sets["train"]) >= 80
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])

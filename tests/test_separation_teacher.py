@@ -40,24 +40,55 @@ def test_freqnorm_teacher_separates_spatially_distinct_sources(mixture):
     assert separation_scores(mixture.sources[:, 0], est, mixture.mix[0])["sdri"] > 5.0
 
 
+def test_loud_bins_percentile_gate():
+    """Issue 27: the GMM and JSD are fitted on the loudest bins, as nussl (threshold=95: |X| > its 95th
+    percentile), not on an absolute -10 dB that keeps a third of them."""
+    from dataclasses import replace
+
+    from hear_sela.separation.teacher import loud_bins
+
+    rng = np.random.default_rng(0)
+    spec = (rng.standard_normal((129, 200)) + 1j * rng.standard_normal((129, 200))) * 0.3  # (F, T)
+    mag = np.abs(spec)
+    for p in (95.0, 80.0):
+        gate = loud_bins(spec, TeacherConfig(gate_percentile=p))
+        assert gate.mean() == pytest.approx(1 - p / 100, abs=0.002)
+        assert mag[gate].min() > mag[~gate].max()  # exactly the loudest bins
+    absolute = loud_bins(spec, TeacherConfig(gate_percentile=None, gate_db=-10.0))
+    np.testing.assert_array_equal(absolute, 20 * np.log10(mag) > -10.0)
+    # the teacher fits on that gate
+    tc = TeacherConfig(features="freqnorm")
+    assert tc.gate_percentile == 95.0
+    mix = np.random.default_rng(1).standard_normal((2, 8000)).astype(np.float32)
+    assert cluster(mix, tc, 8000).gate.mean() == pytest.approx(0.05, abs=0.002)
+    assert cluster(mix, replace(tc, gate_percentile=None), 8000).gate.mean() > 0.2
+
+
 def test_student_trains_saves_and_separates(mixture, tmp_path):
-    from hear_sela.separation.student import TrainSet, load_student, log_magnitude, separate_mono, train_student
+    from hear_sela.separation.student import load_student, log_magnitude, separate_mono, student_masks
+    from hear_sela.separation.trainer import pool_batches, train_student
 
     tc = TeacherConfig()
     feats = log_magnitude(mixture.mix[0], tc)[None]  # (1, T, F)
     labels = np.abs(stft(mixture.sources[:, 0], tc.n_fft, tc.hop)).argmax(0).T[None]
     w = np.full(feats.shape, 1.0 / feats[0].size, np.float32)
-    data = TrainSet(feats, labels, w)
-    cfg = StudentConfig(hidden=8, layers=1, epochs=3, batch_size=1, lr=1e-2)
-    info = train_student(data, data, cfg, 3, tmp_path / "s.pt", {"teacher": {"n_fft": 256, "hop": 64},
-                                                                 "sample_rate": 8000})
-    losses = [h["train_loss"] for h in info["history"]]
-    assert losses[-1] < losses[0]
+    cfg = StudentConfig(hidden=8, layers=1, updates=30, batch_size=2, lr=1e-2, plateau_window=5, eval_every=15,
+                        curve_mixtures=1)
+    make = pool_batches(feats, labels, w, 2, 60)
+    assert make(np.random.default_rng(0)).feats.shape == (2, 60, 129)  # random crops of 60 frames
+    info = train_student(make, cfg, tc, tmp_path / "s.pt", {"teacher": {"n_fft": 256, "hop": 64},
+                                                           "sample_rate": 8000}, [mixture])
+    curve = info["curve"]
+    assert [p["update"] for p in curve] == [15, 30] and curve[-1]["train_loss"] < curve[0]["train_loss"]
+    assert all(np.isfinite(p["val_sdr"]) for p in curve)
     student = load_student(tmp_path / "s.pt")  # weights_only load
     est = separate_mono(student, mixture.mix[0])
     assert est.shape == (2, 8000) and np.isfinite(est).all()
-    # binary masks partition the mixture's STFT, so the two estimates sum back to the mixture
+    # binary masks partition the mixture's STFT, so the two estimates sum back to the mixture; soft masks too
     np.testing.assert_allclose(est.sum(0), mixture.mix[0], atol=1e-4)
+    binary, soft = student_masks(student, mixture.mix[0])
+    np.testing.assert_allclose(soft.sum(0), 1.0, atol=1e-5)
+    assert ((soft[0] > 0.5) == (binary[0] > 0.5)).mean() > 0.99  # the soft masks' argmax is the K-means split
 
 
 def test_separate_cli_bad_input_one_line(tmp_path, capsys):

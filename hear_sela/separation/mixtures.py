@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import soundfile as sf
 
 from hear_sela.data.audio import load_audio
 from hear_sela.separation.config import MixtureConfig
+from hear_sela.separation.sources import voice_of
 
 log = logging.getLogger("hear_sela.separation.mixtures")
 
@@ -33,6 +35,7 @@ class Mixture:
     sources: np.ndarray  # (2 sources, 2 mics, S) float32; sources.sum(0) == mix
     spacing_m: float
     angles_deg: tuple[float, float]
+    voices: tuple[str, str] = ("", "")  # the sources' voices (SourcePool), "" when made from bare signals
 
 
 def fractional_delay(x: np.ndarray, delay: float) -> np.ndarray:
@@ -78,23 +81,63 @@ def make_mixture(s1: np.ndarray, s2: np.ndarray, cfg: MixtureConfig, rng: np.ran
     return Mixture(mid, images[0] + images[1], images, float(spacing), (float(angles[0]), float(angles[1])))
 
 
-def generate_split(files: list[Path], count: int, cfg: MixtureConfig, split: str, seed: int) -> list[Mixture]:
-    """`count` mixtures of two different source files each, drawn by `seed` (deterministic, nothing written)."""
-    if len(files) < 2:
-        raise ValueError(f"mixtures {split}: need at least 2 source files, got {len(files)}")
-    rng = np.random.default_rng([seed, {"train": 0, "val": 1, "test": 2}.get(split, 3)])
-    cache: dict[Path, np.ndarray] = {}
+def draw_pair(voices: list[str], rng: np.random.Generator, same_voice: bool = False) -> tuple[int, int]:
+    """Indices of two different files whose voices differ (or, with same_voice, match: the harder case that
+    wsj0-2mix never has). voices: one per file."""
+    by_voice: dict[str, list[int]] = {}
+    for i, v in enumerate(voices):
+        by_voice.setdefault(v, []).append(i)
+    names = sorted(by_voice)
+    if same_voice:
+        names = [v for v in names if len(by_voice[v]) >= 2]
+        if not names:
+            raise ValueError("mixtures: same-voice pairs need a voice with at least 2 files")
+        i, j = rng.choice(by_voice[names[int(rng.integers(len(names)))]], size=2, replace=False)
+        return int(i), int(j)
+    if len(names) < 2:
+        raise ValueError(f"mixtures: different-voice pairs need at least 2 voices, got {names}")
+    a, b = rng.choice(len(names), size=2, replace=False)
+    return int(rng.choice(by_voice[names[a]])), int(rng.choice(by_voice[names[b]]))
 
-    def audio(p: Path) -> np.ndarray:
-        if p not in cache:
-            cache[p] = load_audio(p, cfg.sample_rate)
-        return cache[p]
 
-    out = []
+class SourcePool:
+    """Source files and their voices, decoded once on first use (resampled to the mixtures' rate)."""
+
+    def __init__(self, files: list[Path], sample_rate: int):
+        if len(files) < 2:
+            raise ValueError(f"mixtures: need at least 2 source files, got {len(files)}")
+        self.files, self.sample_rate = list(files), sample_rate
+        self.voices = [voice_of(p) for p in self.files]
+        self._audio: dict[int, np.ndarray] = {}
+
+    def audio(self, i: int) -> np.ndarray:
+        if i not in self._audio:
+            self._audio[i] = load_audio(self.files[i], self.sample_rate)
+        return self._audio[i]
+
+    def mixture(self, cfg: MixtureConfig, rng: np.random.Generator, mid: str, same_voice: bool = False) -> Mixture:
+        i, j = draw_pair(self.voices, rng, same_voice)
+        return replace(make_mixture(self.audio(i), self.audio(j), cfg, rng, mid),
+                       voices=(self.voices[i], self.voices[j]))
+
+
+SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "test_same": 3}
+
+
+def generate_split(files: list[Path] | SourcePool, count: int, cfg: MixtureConfig, split: str, seed: int,
+                   same_voice: bool = False) -> list[Mixture]:
+    """`count` mixtures of two different voices each (or one voice, with same_voice), drawn by `seed`
+    (deterministic, nothing written)."""
+    return list(iter_split(files, count, cfg, split, seed, same_voice))
+
+
+def iter_split(files: list[Path] | SourcePool, count: int, cfg: MixtureConfig, split: str, seed: int,
+               same_voice: bool = False) -> Iterator[Mixture]:
+    """generate_split one mixture at a time (a 2000-mixture pool does not fit in memory as audio)."""
+    pool = files if isinstance(files, SourcePool) else SourcePool(files, cfg.sample_rate)
+    rng = np.random.default_rng([seed, SPLIT_STREAM.get(split, 4)])
     for k in range(count):
-        i, j = rng.choice(len(files), size=2, replace=False)
-        out.append(make_mixture(audio(files[i]), audio(files[j]), cfg, rng, f"{split}_{k:05d}"))
-    return out
+        yield pool.mixture(cfg, rng, f"{split}_{k:05d}", same_voice)
 
 
 def write_split(mixtures: list[Mixture], folder: str | Path, sample_rate: int) -> Path:
@@ -106,7 +149,7 @@ def write_split(mixtures: list[Mixture], folder: str | Path, sample_rate: int) -
         sf.write(folder / f"{m.id}_mix.wav", m.mix.T, sample_rate, subtype="FLOAT")
         for i in range(2):
             sf.write(folder / f"{m.id}_s{i + 1}.wav", m.sources[i].T, sample_rate, subtype="FLOAT")
-        rows.append({"id": m.id, "spacing_m": m.spacing_m, "angles_deg": list(m.angles_deg)})
+        rows.append({"id": m.id, "spacing_m": m.spacing_m, "angles_deg": list(m.angles_deg), "voices": list(m.voices)})
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"sample_rate": sample_rate, "mixtures": rows}, indent=1))
     return manifest
@@ -124,5 +167,6 @@ def read_split(folder: str | Path) -> list[Mixture]:
         mix = sf.read(folder / f"{row['id']}_mix.wav", dtype="float32", always_2d=True)[0].T  # (2, S)
         srcs = np.stack([sf.read(folder / f"{row['id']}_s{i}.wav", dtype="float32", always_2d=True)[0].T
                          for i in (1, 2)])  # (2, 2, S)
-        out.append(Mixture(row["id"], mix, srcs, row["spacing_m"], tuple(row["angles_deg"])))
+        out.append(Mixture(row["id"], mix, srcs, row["spacing_m"], tuple(row["angles_deg"]),
+                           tuple(row.get("voices", ("", "")))))
     return out

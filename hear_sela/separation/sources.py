@@ -34,18 +34,30 @@ _WORDS = (
 VOCABULARY = tuple(_WORDS.split())
 
 
+# the test split's voices also make the same-voice test mixtures
+SOURCE_SPLIT = {"train": "train", "val": "val", "test": "test", "test_same": "test"}
+
+
 def voices(cfg: SourcesConfig, split: str) -> list[str]:
-    return {"train": cfg.train_voices, "val": cfg.val_voices, "test": cfg.test_voices}[split]
+    """The espeak-ng voices (language+variant) of a split: every language with each of the split's variants."""
+    variants = {"train": cfg.train_variants, "val": cfg.val_variants, "test": cfg.test_variants}[split]
+    return [f"{lang}+{v}" for v in variants for lang in cfg.languages]
+
+
+def voice_of(path: str | Path) -> str:
+    """The voice (speaker) of a source file: its stem up to the last "_" (<voice>_<i>.wav)."""
+    stem = Path(path).stem
+    return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
 def synthesise(cfg: SourcesConfig, force: bool = False) -> dict[str, list[Path]]:
     """Write <root>/<split>/<voice>_<i>.wav with espeak-ng (its native 22.05 kHz); returns the files per split."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng not found: install it (apt-get install -y espeak-ng) or use sources.kind=folder")
-    overlap = set(cfg.train_voices) & set(cfg.val_voices) | set(cfg.train_voices) & set(cfg.test_voices) | (
-        set(cfg.val_voices) & set(cfg.test_voices))
+    tr, va, te = set(cfg.train_variants), set(cfg.val_variants), set(cfg.test_variants)
+    overlap = tr & va | tr & te | va & te
     if overlap:
-        raise ValueError(f"sources: voices {sorted(overlap)} appear in more than one split")
+        raise ValueError(f"sources: variants {sorted(overlap)} appear in more than one split")
     rng = np.random.default_rng(cfg.seed)
     out: dict[str, list[Path]] = {}
     for split in SPLITS:

@@ -9,7 +9,8 @@ Features (TeacherConfig.features):
   frequency c / (2 d_max) (d_max = an upper bound on the array's spacing, TeacherConfig.max_spacing_m) -> 1-D GMM
   in delay; masks on every bin from a von-Mises phase model per component (phase residual theta - omega_f mu_j,
   concentration fitted on the GMM's bins).
-Both: the GMM is sklearn's GaussianMixture (full covariance, EM), fitted only on bins with 20 log10|X0| > tau; C_JSD
+Both: the GMM is sklearn's GaussianMixture (full covariance, EM), fitted only on the loud bins (loud_bins: above the
+95th percentile of |X0| by default, as nussl's confidence functions; or 20 log10|X0| > tau, the paper); C_JSD
 compares 1- and N-component fits of the same fitted feature; C_cl counts hard labels on the gated bins (or all).
 Legend: F bins, T frames, N components.
 """
@@ -37,7 +38,7 @@ from hear_sela.separation.stft import log_db, stft
 class TeacherOutput:
     gamma: np.ndarray  # (N, F, T) soft masks (posteriors), sum to 1 over N
     labels: np.ndarray  # (F, T) hard pseudo-labels argmax_j gamma
-    gate: np.ndarray  # (F, T) bool: 20 log10|X0| > tau
+    gate: np.ndarray  # (F, T) bool: the bins the GMMs were fitted on (loud_bins)
     c_cl: float
     c_jsd: float
     c_post: np.ndarray  # (F, T)
@@ -59,13 +60,26 @@ def _kappa(r: np.ndarray) -> np.ndarray:
                                                                        1 / (r**3 - 4 * r**2 + 3 * r)))
 
 
+def loud_bins(spec0: np.ndarray, cfg: TeacherConfig, min_bins: int = 20) -> np.ndarray:
+    """(F, T) complex channel 0 -> (F, T) bool: the bins the GMMs are fitted on. With cfg.gate_percentile the bins
+    louder than that percentile of |X0| (nussl's _get_loud_bins_mask: a strict >); otherwise 20 log10|X0| > tau
+    (Eq. 2). Fewer than `min_bins` (a near-silent mixture): the loudest 10 % instead."""
+    level = log_db(spec0)
+    if cfg.gate_percentile is not None:
+        mag = np.abs(spec0)
+        gate = mag > np.percentile(mag, cfg.gate_percentile)
+    else:
+        gate = level > cfg.gate_db
+    if gate.sum() < min_bins:
+        gate = level >= np.quantile(level, 0.9)
+    return gate
+
+
 def cluster(mix: np.ndarray, cfg: TeacherConfig, sample_rate: int, speed_of_sound: float = 343.0) -> TeacherOutput:
     """Spatial clustering of one stereo mixture (2, S)."""
     spec = stft(mix, cfg.n_fft, cfg.hop)  # (2, F, T)
     theta = np.angle(spec[0] * np.conj(spec[1]))  # (F, T)  Eq. 1
-    gate = log_db(spec[0]) > cfg.gate_db  # Eq. 2
-    if gate.sum() < 10 * cfg.components:  # too quiet to fit: fall back to the loudest 10 % of bins
-        gate = log_db(spec[0]) >= np.quantile(log_db(spec[0]), 0.9)
+    gate = loud_bins(spec[0], cfg, 10 * cfg.components)
     n = cfg.components
     if cfg.features == "paper":
         feats = np.stack([np.cos(theta), np.sin(theta)], -1).reshape(-1, 2)  # (F*T, 2)
