@@ -159,7 +159,8 @@ def cluster_page(p: ClusterPage, run_title: str) -> str:
     else:
         out.append("<p>No clip of this cluster has a reference label.</p>\n")
     out.append('</section>\n<section aria-labelledby="mean-h">\n<h2 id="mean-h">Mean log-mel</h2>\n'
-               f'<figure><img class="mean" src="../{esc(p.mean_mel)}" alt="mean log-mel of cluster {p.cluster}">'
+               f'<figure><img class="mean" src="../{esc(p.mean_mel)}" width="{2 * p.thumb_size[0]}" '
+               f'height="{2 * p.thumb_size[1]}" alt="mean log-mel of cluster {p.cluster}">'
                f'<figcaption>mean of the {p.segments} segments the head put in this cluster; time across '
                f'(0-{p.segment_seconds:g} s), mel bins up (low frequencies at the bottom), colours stretched to its '
                'own range (an average is flatter than any one segment)</figcaption></figure>\n</section>\n</div>\n')
