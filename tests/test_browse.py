@@ -88,6 +88,12 @@ def test_excerpt_span_caps_length_and_clip_end():
     assert media.excerpt_span(2.5, 2.0, 5.0, 48000, 16000) == (40000, 48000)
 
 
+def test_thumbnails_average_runs_of_frames():
+    mel = np.arange(10, dtype=np.float32).reshape(2, 5)  # (F, T)
+    np.testing.assert_allclose(media.pool_frames(mel, 2), [[0.5, 2.5, 4.0], [5.5, 7.5, 9.0]])
+    np.testing.assert_array_equal(media.pool_frames(mel, 1), mel)
+
+
 def test_cluster_mean_mels_is_the_mean_of_each_clusters_segments():
     rng = np.random.default_rng(1)
     feats = rng.normal(size=(9, 4, 5)).astype(np.float16)

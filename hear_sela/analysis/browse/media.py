@@ -118,22 +118,33 @@ def mel_rgb(mel: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (colormaps["viridis"](scaled)[..., :3] * 255).round().astype(np.uint8)
 
 
-def save_webp(rgb: np.ndarray, path: Path) -> None:
+def save_webp(rgb: np.ndarray, path: Path, quality: int = 70) -> None:
     """(F, T, 3) uint8 -> lossy WebP at its own size (pages enlarge it with `image-rendering: pixelated`, which costs
     no bytes)."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, format="WEBP", quality=70, method=4)
+    Image.fromarray(rgb).save(path, format="WEBP", quality=quality, method=4)
+
+
+THUMB_POOL = 2  # frames averaged into one thumbnail column: 20 ms columns still show onsets, at half the bytes
+
+
+def pool_frames(mel: np.ndarray, pool: int = THUMB_POOL) -> np.ndarray:
+    """(F, T) -> (F, ceil(T / pool)): the mean of each run of `pool` frames (the last run may be shorter)."""
+    mel = np.asarray(mel, dtype=np.float32)
+    starts = np.arange(0, mel.shape[1], pool)
+    return np.add.reduceat(mel, starts, axis=1) / np.diff(np.append(starts, mel.shape[1]))
 
 
 def write_thumbnails(cache: FeatureCache, segments: Iterable[int], out: Path, lo: float, hi: float
                      ) -> dict[int, str]:
-    """A thumbnail of each segment's cached log-mel: segment -> relative path."""
+    """A thumbnail of each segment's cached log-mel, `THUMB_POOL` frames a column (pages stretch it back to one
+    pixel a frame): segment -> relative path."""
     names: dict[int, str] = {}
     for s in sorted(set(int(s) for s in segments)):
         names[s] = media_name(s, "webp")
-        save_webp(mel_rgb(cache.features[s], lo, hi), out / names[s])
+        save_webp(mel_rgb(pool_frames(cache.features[s]), lo, hi), out / names[s], quality=60)
     return names
 
 

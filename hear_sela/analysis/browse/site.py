@@ -188,9 +188,11 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
     timings["images"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    run = Path(str(data.summary.get("source", data.folder)).split(" (")[0])
-    title = f"Emergent classes of {Path(*run.parts[-2:])}"  # runs/NAME/final.pt -> NAME/final.pt
-    subtitle = (f"{data.summary.get('source', '')}: {data.n_heads} heads x K={data.n_clusters} clusters, "
+    source = str(data.summary.get("source", data.folder))
+    run, _, how = source.partition(" (")  # "runs/NAME/final.pt (label store, 20 updates)"
+    short = Path(*Path(run).parts[-2:])  # runs/NAME/final.pt -> NAME/final.pt: no machine's folders on the page
+    title = f"Emergent classes of {short}"
+    subtitle = (f"{short}{' (' + how if how else ''}: {data.n_heads} heads x K={data.n_clusters} clusters, "
                 f"{len(data.clip_ids)} clips, {len(data.cache)} segments. Built by hear-sela browse.")
     copy_static(out)
     (out / "index.html").write_text(pages.index_page(title, subtitle))
