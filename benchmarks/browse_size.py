@@ -5,8 +5,15 @@ made-up labels (each clip's head label follows its class with noise, as a traine
 runs the real `analyze` (mean log-mel as the map embedding) and then `build_site`, and prints the site's size by kind
 of file, the time of each stage, and the per-excerpt / per-page figures to scale from.
 
+`--plan-only` writes nothing: at full scale (default 51,197 clips of 200 classes, 10 heads x 1000 clusters, FSD50K's
+dev + eval) it makes up class-structured clip embeddings and labels and runs the pages' selection
+(`site.plan_head`), to count the distinct clips the site would show, i.e. how many excerpts and thumbnails it writes
+(one per clip shown, shared by every head), beside two bounds: every shown (head, clip) pair apart, and independent
+heads.
+
   python benchmarks/browse_size.py --out /tmp/browse_bench [--clips-per-class 300] [--heads 4] [--clusters 100]
       [--workers 1]
+  python benchmarks/browse_size.py --plan-only [--clips 51197] [--classes 200] [--heads 10] [--clusters 1000]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hear_sela.analysis.browse import BrowseOptions, build_site, read_analysis
+from hear_sela.analysis.browse.site import plan_head, shown_clips
 from hear_sela.analysis.core import AnalysisInputs, analyze
 from hear_sela.analysis.sources import clip_mean, mean_log_mel
 from hear_sela.config import config_from_dict
@@ -44,15 +52,41 @@ def made_up_labels(cls: np.ndarray, seg_clip: np.ndarray, heads: int, k: int, se
     return np.stack(out)
 
 
+def count_shown(clips: int, classes: int, heads: int, clusters: int, opts: BrowseOptions, seed: int = 0) -> dict:
+    """Distinct clips the site of a made-up run would show; each clip has one segment (the count needs no more)."""
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, classes, clips)  # (C,)
+    emb = rng.normal(size=(classes, 64))[cls] + rng.normal(scale=0.7, size=(clips, 64))  # (C, 64) classes apart
+    labels = made_up_labels(cls, np.arange(clips), heads, clusters, seed)  # (H, C)
+    y = np.zeros((clips, 0), dtype=bool)
+    plans = [plan_head(emb, labels[h], np.full(clips, 0.9), y, clusters, opts) for h in range(heads)]
+    pairs = sum(len(m) for p in plans for d in (p.central, p.border) for m in d.values())
+    per_head = opts.central + opts.border
+    independent = clips * (1.0 - (1.0 - min(1.0, clusters * per_head / clips)) ** heads)
+    return {"clips": clips, "classes": classes, "heads": heads, "clusters": clusters, "pages": sum(len(p.central)
+            for p in plans), "shown (head, clip) pairs": pairs, "distinct clips shown": int(len(shown_clips(plans))),
+            "independent heads would show": round(independent)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     p.add_argument("--clips-per-class", type=int, default=300)
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--clusters", type=int, default=100)
     p.add_argument("--workers", type=int, default=1, help="processes for the audio excerpts")
+    p.add_argument("--plan-only", action="store_true", help="count the excerpts of a full-scale site, write nothing")
+    p.add_argument("--clips", type=int, default=51197, help="--plan-only: clips")
+    p.add_argument("--classes", type=int, default=200, help="--plan-only: classes the made-up labels follow")
     args = p.parse_args()
+    if args.plan_only:
+        t = time.perf_counter()
+        report = count_shown(args.clips, args.classes, args.heads, args.clusters, BrowseOptions())
+        print(json.dumps({**report, "seconds": round(time.perf_counter() - t, 1)}, indent=2))
+        return
+    if not args.out:
+        p.error("--out is required (or --plan-only)")
     out = Path(args.out)
     times = {}
     t = time.perf_counter()

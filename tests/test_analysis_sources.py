@@ -119,6 +119,8 @@ def test_data_config(tmp_path):
     cfg = Config()
     same, changed = data_config(cfg, [])
     assert not changed and same == cfg
+    moved, changed = data_config(cfg, [f"data.cache_dir={tmp_path / 'copy'}", "data.on_stale=error"])
+    assert not changed and moved.data.cache_dir == str(tmp_path / "copy")  # a copy of the cache: same data
     new, changed = data_config(cfg, ["data.split=eval", "data.synth.clips_per_class=3"])
     assert changed and new.data.split == "eval" and new.data.synth.clips_per_class == 3
     assert new.frontend == cfg.frontend

@@ -74,8 +74,9 @@ def head_labels(embeddings: np.ndarray, heads: MultiHead, chunk: int = 4096) -> 
 
 def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
     """The checkpoint's config with its data section replaced by `data` items, applied in order: a recipe file
-    (its `data:` section) or a `data.key=value` override. Returns (config, whether the data changed). The frontend
-    and model stay the checkpoint's: the encoder only understands the features it was trained on."""
+    (its `data:` section) or a `data.key=value` override. Returns (config, whether the data changed: the cache's
+    place and build settings alone do not change them). The frontend and model stay the checkpoint's: the encoder
+    only understands the features it was trained on."""
     from hear_sela.config import ConfigError, config_from_dict, config_to_dict, parse_override
 
     base = config_to_dict(cfg)
@@ -94,7 +95,16 @@ def data_config(cfg: Config, data: Sequence[str]) -> tuple[Config, bool]:
                 raise ConfigError(f"{path}: has no data section to analyse")
             base["data"] = merge_dicts(config_to_dict(Config())["data"], recipe["data"])
     new = config_from_dict(base, source="checkpoint config + --data")
-    return new, config_to_dict(new)["data"] != config_to_dict(cfg)["data"]
+    return new, _contents(config_to_dict(new)["data"]) != _contents(config_to_dict(cfg)["data"])
+
+
+# where the cache lives and how it is built, not which clips and segments it holds: a copy of the training cache
+# elsewhere (data.cache_dir=COPY) is still the training data, and the label store still applies to it
+_CACHE_HANDLING = ("cache_dir", "on_stale", "num_workers")
+
+
+def _contents(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in _CACHE_HANDLING}
 
 
 def inputs_from_checkpoint(checkpoint: str | Path, data: Sequence[str] = (), labels_csv: str | Path | None = None,

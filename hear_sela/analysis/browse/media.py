@@ -1,4 +1,4 @@
-"""The browser's media: audio excerpts of segments (Ogg Vorbis or MP3, through libsndfile), log-mel thumbnails and
+"""The browser's media: audio excerpts of segments (Ogg Opus by default, through libsndfile), log-mel thumbnails and
 cluster-mean log-mels (WebP), all small enough for a 1000-cluster x 10-head run.
 
 An excerpt is a segment as the encoder heard it: the clip decoded by `data.audio.load_audio` (mono, the frontend's
@@ -26,11 +26,13 @@ from hear_sela.data.cache import FeatureCache
 
 log = logging.getLogger("hear_sela.analysis")
 
-# container, libsndfile subtype, compression level (libsndfile's 0..1: higher = smaller), file extension. Vorbis
-# writes a 2 s excerpt in ~10 ms at ~5 kB/s; Opus took ~150 ms here, too slow for 10^5 excerpts. FLAC is exact
-# (16-bit) at ~4x the size.
-AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS", 0.9, "ogg"), "mp3": ("MP3", "MPEG_LAYER_III", 0.9, "mp3"),
-                 "flac": ("FLAC", "PCM_16", 0.5, "flac")}
+# container, libsndfile subtype, compression level (libsndfile's 0..1: higher = smaller), file extension. Measured
+# on 2.2 s excerpts of the real corpus at 16 kHz: Opus at 0.98 is ~14 kbit/s (3.8 KiB an excerpt), under half of
+# Vorbis, whose encoder goes no lower than ~35 kbit/s at 16 kHz (10 KiB); at 0.99 (~11 kbit/s) Opus drops to a
+# narrower band and high-pitched noise loses its top octave, so 0.98 it is. Opus encodes ~10x slower than Vorbis
+# (~0.1 s an excerpt; use --workers). MP3 (~26 kbit/s) plays in every browser; FLAC is exact (16-bit), ~4x Vorbis.
+AUDIO_FORMATS = {"opus": ("OGG", "OPUS", 0.98, "opus"), "ogg": ("OGG", "VORBIS", 0.9, "ogg"),
+                 "mp3": ("MP3", "MPEG_LAYER_III", 0.9, "mp3"), "flac": ("FLAC", "PCM_16", 0.5, "flac")}
 PER_FOLDER = 1000  # media files per sub-folder: file browsers and some file systems slow down on huge folders
 
 
@@ -116,23 +118,33 @@ def mel_rgb(mel: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (colormaps["viridis"](scaled)[..., :3] * 255).round().astype(np.uint8)
 
 
-def save_webp(rgb: np.ndarray, path: Path, scale: int = 1) -> None:
-    """(F, T, 3) uint8 -> lossy WebP, each pixel repeated `scale` times (the browser's own upscaling blurs)."""
+def save_webp(rgb: np.ndarray, path: Path, quality: int = 70) -> None:
+    """(F, T, 3) uint8 -> lossy WebP at its own size (pages enlarge it with `image-rendering: pixelated`, which costs
+    no bytes)."""
     from PIL import Image
 
-    if scale > 1:
-        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, format="WEBP", quality=70, method=4)
+    Image.fromarray(rgb).save(path, format="WEBP", quality=quality, method=4)
+
+
+THUMB_POOL = 2  # frames averaged into one thumbnail column: 20 ms columns still show onsets, at half the bytes
+
+
+def pool_frames(mel: np.ndarray, pool: int = THUMB_POOL) -> np.ndarray:
+    """(F, T) -> (F, ceil(T / pool)): the mean of each run of `pool` frames (the last run may be shorter)."""
+    mel = np.asarray(mel, dtype=np.float32)
+    starts = np.arange(0, mel.shape[1], pool)
+    return np.add.reduceat(mel, starts, axis=1) / np.diff(np.append(starts, mel.shape[1]))
 
 
 def write_thumbnails(cache: FeatureCache, segments: Iterable[int], out: Path, lo: float, hi: float
                      ) -> dict[int, str]:
-    """A thumbnail of each segment's cached log-mel: segment -> relative path."""
+    """A thumbnail of each segment's cached log-mel, `THUMB_POOL` frames a column (pages stretch it back to one
+    pixel a frame): segment -> relative path."""
     names: dict[int, str] = {}
     for s in sorted(set(int(s) for s in segments)):
         names[s] = media_name(s, "webp")
-        save_webp(mel_rgb(cache.features[s], lo, hi), out / names[s])
+        save_webp(mel_rgb(pool_frames(cache.features[s]), lo, hi), out / names[s], quality=60)
     return names
 
 
@@ -167,5 +179,5 @@ def write_mean_mels(means: np.ndarray, out: Path, keep: Mapping[int, Iterable[in
         for k in clusters:
             names[head, k] = f"h{head}/mean/c{k}.webp"
             lo, hi = np.percentile(means[head, k], [1.0, 99.5])
-            save_webp(mel_rgb(means[head, k], float(lo), float(hi)), out / names[head, k], scale=2)
+            save_webp(mel_rgb(means[head, k], float(lo), float(hi)), out / names[head, k])
     return names

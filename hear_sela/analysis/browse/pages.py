@@ -124,10 +124,11 @@ def _clip_li(n: int, item: ClipItem, size: tuple[int, int]) -> str:
         border = (f'<br><span class="lean">{how} the centre of <a href="c{item.other}.html">cluster {item.other}</a> '
                   f'(distance {number(item.other_distance)})</span>')
     return (f'<li id="clip{n}">\n<span class="num" aria-hidden="true">{n}</span>\n'
+            # the clip id is said once, beside the image and the player (10^4 pages: every repeat costs megabytes)
             f'<img class="thumb" src="../{esc(item.thumbnail)}" loading="lazy" width="{size[0]}" height="{size[1]}" '
-            f'alt="log-mel of {esc(item.clip_id)}, {item.start_s:.1f}-{item.end_s:.1f} s">\n'
+            f'alt="log-mel of clip {n}">\n'
             f'<div class="meta"><audio controls preload="none" src="../{esc(item.audio)}" '
-            f'aria-label="clip {n}: {esc(item.clip_id)}"></audio>\n'
+            f'aria-label="play clip {n}"></audio>\n'
             f'<br><b class="cid">{esc(item.clip_id)}</b> <span class="t">{item.start_s:.1f}-{item.end_s:.1f} s</span>'
             f' <span class="d">distance to centre {number(item.distance)}</span>'
             f'<br><span class="labels">labels: {esc(labels)}</span>{border}</div>\n</li>\n')
@@ -151,15 +152,17 @@ def cluster_page(p: ClusterPage, run_title: str) -> str:
            "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>\n" for k, v in stats), "</dl>\n",
            '<div class="split">\n<section aria-labelledby="labels-h">\n<h2 id="labels-h">Reference labels</h2>\n']
     if p.top_labels:
-        out.append('<table class="data"><thead><tr><th scope="col">label</th><th scope="col">clips</th>'
-                   f'<th scope="col">share of the {p.labelled} labelled clips</th></tr></thead><tbody>\n')
-        out += [f'<tr><td>{esc(lab)}</td><td class="n">{n}</td><td><span class="bar" style="width:{share * 100:.0f}%">'
-                f'</span> {share:.2f}</td></tr>\n' for lab, n, share in p.top_labels]
+        out.append(f'<table class="data labels"><caption>share: of the {p.labelled} clips with a reference label (a '
+                   'clip may carry several labels)</caption>\n<thead><tr><th scope="col">label</th>'
+                   '<th scope="col">clips</th><th scope="col">share</th></tr></thead><tbody>\n')
+        out += [f'<tr><td>{esc(lab)}</td><td class="n">{n}</td><td class="share"><span class="bar" '
+                f'style="width:{share * 100:.0f}px"></span> {share:.2f}</td></tr>\n' for lab, n, share in p.top_labels]
         out.append("</tbody></table>\n")
     else:
         out.append("<p>No clip of this cluster has a reference label.</p>\n")
     out.append('</section>\n<section aria-labelledby="mean-h">\n<h2 id="mean-h">Mean log-mel</h2>\n'
-               f'<figure><img class="mean" src="../{esc(p.mean_mel)}" alt="mean log-mel of cluster {p.cluster}">'
+               f'<figure><img class="mean" src="../{esc(p.mean_mel)}" width="{2 * p.thumb_size[0]}" '
+               f'height="{2 * p.thumb_size[1]}" alt="mean log-mel of cluster {p.cluster}">'
                f'<figcaption>mean of the {p.segments} segments the head put in this cluster; time across '
                f'(0-{p.segment_seconds:g} s), mel bins up (low frequencies at the bottom), colours stretched to its '
                'own range (an average is flatter than any one segment)</figcaption></figure>\n</section>\n</div>\n')

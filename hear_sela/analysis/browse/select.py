@@ -6,7 +6,7 @@ PCA to <= 128 dims), where the k-means baseline runs too. A cluster's centre is 
 Borderline members are those whose nearest *other* centre is least farther than their own: the clips the head
 could most easily have put elsewhere.
 
-Legend: C clips, S segments, K clusters, D reduced embedding dimension, L reference labels.
+Legend: H heads, C clips, S segments, K clusters, D reduced embedding dimension, L reference labels.
 """
 
 from __future__ import annotations
@@ -88,14 +88,17 @@ def nearest_clusters(centres: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
     return np.where(np.isfinite(dist), order, -1), dist
 
 
-def first_labelled_segment(segment_labels: np.ndarray, segment_clip: np.ndarray, clip_labels: np.ndarray
-                           ) -> np.ndarray:
-    """Per clip, its first segment (lowest index: segments are stored in time order) that the head gave the clip's
-    own label; the same segment then serves every head that agrees, so excerpts are shared across heads.
-    segment_labels, segment_clip (S,), clip_labels (C,) -> (C,) segment index, -1 for a clip without one."""
-    match = np.flatnonzero(segment_labels == clip_labels[segment_clip])
-    out = np.full(len(clip_labels), -1, dtype=np.int64)
-    out[segment_clip[match[::-1]]] = match[::-1]  # later writes win: the lowest index stays
+def shared_segment(segment_labels: np.ndarray, segment_clip: np.ndarray, clip_labels: np.ndarray) -> np.ndarray:
+    """Per clip, the one segment every head's pages play: the one most heads put in the clip's own cluster (ties: the
+    earliest; segments are stored in time order). One excerpt per clip, written once and linked from every head,
+    keeps a 10-head site near the size of a 1-head one.
+    segment_labels (H, S), segment_clip (S,) non-decreasing, clip_labels (H, C) -> (C,) segment index, -1 for a clip
+    without segments."""
+    agree = (segment_labels == clip_labels[:, segment_clip]).sum(axis=0)  # (S,) heads whose clip vote it carries
+    order = np.lexsort((np.arange(len(segment_clip)), -agree, segment_clip))  # by clip, most agreeing first
+    clips, first = np.unique(segment_clip[order], return_index=True)
+    out = np.full(clip_labels.shape[1], -1, dtype=np.int64)
+    out[clips] = order[first]
     return out
 
 

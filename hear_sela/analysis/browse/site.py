@@ -5,7 +5,8 @@ Layout of the site (opens from the file system; no server, no network):
     static/browse.{js,css}  the site's script and style (hear_sela/assets)
     data/site.js            run summary, heads' scores, the map's points; data/head<h>.js per head, loaded on demand
     h<h>/c<k>.html          a page per non-empty cluster of each head; h<h>/mean/c<k>.webp its mean log-mel
-    media/NNNN/s<i>.ogg     audio excerpt and log-mel thumbnail (.webp) of cache segment i, shared by all heads
+    media/NNNN/s<i>.opus    audio excerpt and log-mel thumbnail (.webp) of cache segment i: one segment per clip
+                            shown (`select.shared_segment`), written once, linked from every head's pages
 
 Legend: H heads, C clips, S segments, K clusters, L reference labels.
 """
@@ -42,7 +43,7 @@ class BrowseOptions:
     border: int = 2  # borderline members per cluster page
     nearest: int = 5  # nearest clusters listed
     top_labels: int = 8  # reference labels listed
-    audio_format: str = "ogg"  # media.AUDIO_FORMATS
+    audio_format: str = "opus"  # media.AUDIO_FORMATS
     max_seconds: float = 5.0  # excerpt length cap (a segment is played whole up to this)
     page_size: int = 50  # cluster rows per page of the index table
     workers: int = 1  # processes decoding and encoding audio
@@ -51,7 +52,7 @@ class BrowseOptions:
 @dataclass
 class HeadPlan:
     """What one head's pages show. Per cluster k: central[k], border[k] (clip indices); per clip: own distance,
-    nearest other cluster and its distance, the segment to play."""
+    nearest other cluster and its distance."""
 
     stats: sel.ClusterStats
     central: dict[int, np.ndarray]
@@ -59,7 +60,6 @@ class HeadPlan:
     own: np.ndarray  # (C,)
     other: np.ndarray  # (C,)
     other_cluster: np.ndarray  # (C,)
-    segment: np.ndarray  # (C,)
     nearest: np.ndarray  # (K, n) ids, -1 padded
     nearest_distance: np.ndarray  # (K, n)
 
@@ -74,20 +74,25 @@ class SiteResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan_head(data: BrowseData, head: int, y: np.ndarray, opts: BrowseOptions) -> HeadPlan:
-    """Choose every cluster page's clips, nearest clusters and segments for one head. y (C, L) reference labels."""
-    k = data.n_clusters
-    labels = data.clip_labels[head]  # (C,)
-    centres, _ = sel.cluster_centres(data.embeddings, labels, k)  # (K, D)
-    own, other, other_k = sel.centre_distances(data.embeddings, labels, centres)
+def plan_head(embeddings: np.ndarray, labels: np.ndarray, confidence: np.ndarray, y: np.ndarray, n_clusters: int,
+              opts: BrowseOptions) -> HeadPlan:
+    """Choose every cluster page's clips and nearest clusters for one head: embeddings (C, D) reduced clip
+    embeddings, labels and confidence (C,) the head's clip votes, y (C, L) reference labels."""
+    k = n_clusters
+    centres, _ = sel.cluster_centres(embeddings, labels, k)  # (K, D)
+    own, other, other_k = sel.centre_distances(embeddings, labels, centres)
     central, border = {}, {}
     for c, members in enumerate(sel.members_by_cluster(labels, k)):
         if len(members):
             central[c], border[c] = sel.choose_members(members, own, other, opts.central, opts.border)
     near, near_d = sel.nearest_clusters(centres, opts.nearest)
-    segment = sel.first_labelled_segment(data.segment_labels[head], data.cache.segment_clip, labels)
-    return HeadPlan(sel.cluster_stats(labels, data.clip_conf[head], y, k), central, border, own, other, other_k,
-                    segment, near, near_d)
+    return HeadPlan(sel.cluster_stats(labels, confidence, y, k), central, border, own, other, other_k, near, near_d)
+
+
+def shown_clips(plans: list[HeadPlan]) -> np.ndarray:
+    """The distinct clips any head's pages show (central or borderline), sorted: one excerpt and thumbnail each."""
+    shown = [members for p in plans for d in (p.central, p.border) for members in d.values()]
+    return np.unique(np.concatenate(shown)) if shown else np.zeros(0, dtype=np.int64)
 
 
 def _top(plan: HeadPlan, k: int, vocab: list[str]) -> str:
@@ -95,9 +100,9 @@ def _top(plan: HeadPlan, k: int, vocab: list[str]) -> str:
     return f"{top[0][0]} ({top[0][2]:.2f})" if top else ""
 
 
-def _clip_item(data: BrowseData, plan: HeadPlan, clip: int, audio: dict[int, str], thumbs: dict[int, str],
-               border: bool, max_seconds: float) -> pages.ClipItem:
-    s = int(plan.segment[clip])
+def _clip_item(data: BrowseData, plan: HeadPlan, clip: int, segment: np.ndarray, audio: dict[int, str],
+               thumbs: dict[int, str], border: bool, max_seconds: float) -> pages.ClipItem:
+    s = int(segment[clip])
     sr = int(data.cache.frontend.sample_rate)
     seg_seconds = float(data.cache.manifest["segment"]["segment_seconds"])
     a, b = media.excerpt_span(float(data.cache.segment_start[s]), seg_seconds, max_seconds,
@@ -165,12 +170,13 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y, vocab = multi_hot(data.clip_refs)  # (C, L)
-    plans = [plan_head(data, h, y, opts) for h in range(data.n_heads)]
+    plans = [plan_head(data.embeddings, data.clip_labels[h], data.clip_conf[h], y, data.n_clusters, opts)
+             for h in range(data.n_heads)]
     timings["select"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    wanted = {int(p.segment[c]) for p in plans for d in (p.central, p.border) for members in d.values()
-              for c in members}
+    segment = sel.shared_segment(data.segment_labels, data.cache.segment_clip, data.clip_labels)  # (C,)
+    wanted = segment[shown_clips(plans)]  # one excerpt and thumbnail per clip shown, whichever heads show it
     audio = media.write_excerpts(data.cache, wanted, out, opts.audio_format, opts.max_seconds, progress,
                                  opts.workers)
     timings["audio"] = time.perf_counter() - t
@@ -182,9 +188,11 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
     timings["images"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    run = Path(str(data.summary.get("source", data.folder)).split(" (")[0])
-    title = f"Emergent classes of {Path(*run.parts[-2:])}"  # runs/NAME/final.pt -> NAME/final.pt
-    subtitle = (f"{data.summary.get('source', '')}: {data.n_heads} heads x K={data.n_clusters} clusters, "
+    source = str(data.summary.get("source", data.folder))
+    run, _, how = source.partition(" (")  # "runs/NAME/final.pt (label store, 20 updates)"
+    short = Path(*Path(run).parts[-2:])  # runs/NAME/final.pt -> NAME/final.pt: no machine's folders on the page
+    title = f"Emergent classes of {short}"
+    subtitle = (f"{short}{' (' + how if how else ''}: {data.n_heads} heads x K={data.n_clusters} clusters, "
                 f"{len(data.clip_ids)} clips, {len(data.cache)} segments. Built by hear-sela browse.")
     copy_static(out)
     (out / "index.html").write_text(pages.index_page(title, subtitle))
@@ -206,8 +214,10 @@ def build_site(data: BrowseData, out_dir: str | Path, opts: BrowseOptions = Brow
                 purity=float(st.purity[k]), entropy=float(st.entropy[k]), confidence=float(st.confidence[k]),
                 top_labels=sel.top_labels(st.counts[k], int(st.labelled[k]), vocab, opts.top_labels),
                 mean_mel=mean_names[h, k], segment_seconds=seg_seconds, thumb_size=thumb_size,
-                central=[_clip_item(data, plan, c, audio, thumbs, False, opts.max_seconds) for c in plan.central[k]],
-                border=[_clip_item(data, plan, c, audio, thumbs, True, opts.max_seconds) for c in plan.border[k]],
+                central=[_clip_item(data, plan, c, segment, audio, thumbs, False, opts.max_seconds)
+                         for c in plan.central[k]],
+                border=[_clip_item(data, plan, c, segment, audio, thumbs, True, opts.max_seconds)
+                        for c in plan.border[k]],
                 nearest=nearest, prev=nonempty[i - 1] if i else None,
                 next=nonempty[i + 1] if i + 1 < len(nonempty) else None)
             (out / pages.cluster_path(h, k)).write_text(pages.cluster_page(page, title))
