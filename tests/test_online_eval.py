@@ -262,7 +262,7 @@ def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_
         for probe in ("knn", "logreg"):
             score = table[(table.weights == name) & (table.probe == probe)].score.item()
             assert score == pytest.approx(record[f"{TASK}/{probe}"], abs=1e-12)
-    assert table.fold_std.notna().all() and (table.fold_std >= 0).all()
+    assert table.fold_std.isna().all()  # the synth task has one test split: no spread to measure
     printed = capsys.readouterr().out
     assert "mean" in printed and "fold-to-fold spread" in printed
 
