@@ -1,11 +1,21 @@
 """Labels CSVs for the dev tasks, from the file layout of each source (scripts/make_dev_tasks.sh runs this).
 
-python scripts/dev_task_labels.py TASK SOURCE_DIR OUT_CSV
-  keywords      Speech Commands v0.01 subset: label = word (folder), speaker = id in <speaker>_nohash_<n>.wav
+python scripts/dev_task_labels.py TASK SOURCE_DIR OUT_CSV [--keep-v002-test]
+  keywords      Speech Commands v0.01 subset: label = word (folder), speaker = id in <speaker>_nohash_<n>.wav;
+                speakers that Speech Commands' own split hash puts in the v0.02 test partition are left out
+                (their v0.01 clips can be v0.02 test clips, a held-out set) unless --keep-v002-test (dev suite v1)
   speakers      same audio: label = speaker (those with >= 11 clips), word = the group (no word in two folds)
   sound_sources interactive-sound-keyboard: label = animals | musical_instruments | transportation, one row per file
   pitch         Philharmonia notes (1 s and 0.5 s, normal articulation): label = pitch class, group = instrument
   instrument    the same notes: label = instrument, group = note (no pitch in two folds)
+  dynamics      Philharmonia notes of normal articulation: label = dynamic (pianissimo .. fortissimo; mezzo-piano
+                left out: 5 instruments hold nearly all of it), group = instrument (no instrument in two folds)
+  articulation  Philharmonia: label = articulation family (normal, trill, staccato, tremolo, nonlegato, legato,
+                fluttertonguing, tenuto, glissando), group = instrument + note (no note of an instrument in two folds)
+  game_sfx      CDDA-Soundpacks CC-Sounds: label = coarse sound class of the top folder (footsteps, ambience,
+                impact, gunfire, melee, creature, vehicle, door), group = the file (one clip per file)
+  emotion       RAVDESS speech (audio only): label = emotion (8), group = actor (no actor in two folds)
+  actors        the same clips: label = actor (24), group = emotion (no emotion in two folds)
   events        Philharmonia single notes and percussion hits (0.25-1.5 s files) for `hear-sela tasks --events`:
                 label = family (brass | percussion | strings | woodwind), group = instrument + note (percussion:
                 the instrument), so the same note at another dynamic or length never sits in another split
@@ -15,6 +25,7 @@ Deterministic: subsampling uses a fixed seed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 import re
 import sys
@@ -34,14 +45,48 @@ FAMILIES = {"brass": ("french horn", "trombone"), "strings": ("cello", "double b
 PER_FAMILY = 60  # events: sounds per family (4 families -> 240 sounds)
 SHORT_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<note>[A-G]s?[0-9])_(?:025|05|1)_[a-z-]+_(?:arco-)?normal\.mp3$")
 PERCUSSION_HIT = re.compile(r"^(?P<inst>[A-Za-z-]+)__(?:025|05|1|15)_[a-z-]+_[a-z-]+\.mp3$")
+# every Philharmonia note file: instrument_note_duration_dynamic_articulation.mp3
+PHILHARMONIA_FILE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<note>[A-G]s?[0-9])_(?P<dur>025|05|1|15|phrase|long|very-long)_"
+                               r"(?P<dyn>[a-z-]+)_(?P<art>[a-z-]+)\.mp3$")
+DYNAMICS = ("pianissimo", "piano", "mezzo-forte", "forte", "fortissimo")
+PER_DYNAMIC = 120  # 5 dynamics -> 600 clips
+# the source's articulation names -> one family each (names absent here, or too rare, are left out)
+ARTICULATIONS = {"normal": "normal", "arco-normal": "normal", "major-trill": "trill", "minor-trill": "trill",
+                 "arco-major-trill": "trill", "arco-minor-trill": "trill", "staccato": "staccato",
+                 "staccatissimo": "staccato", "arco-staccato": "staccato", "arco-spiccato": "staccato",
+                 "tremolo": "tremolo", "nonlegato": "nonlegato", "legato": "legato", "arco-legato": "legato",
+                 "fluttertonguing": "fluttertonguing", "tenuto": "tenuto", "glissando": "glissando"}
+PER_ARTICULATION = 80  # the rarer families keep all they have (44-76): 619 clips
+# CDDA-Soundpacks CC-Sounds: top folder -> coarse class (menus, music and clean-up sounds left out)
+GAME_SFX = {"plmove": "footsteps", "environment": "ambience", "smash_success": "impact", "smash_fail": "impact",
+            "smash": "impact", "fire_gun": "gunfire", "reload": "gunfire", "explosion": "gunfire",
+            "melee_swing": "melee", "melee_hit_flesh": "melee", "melee_attack": "melee", "deal_damage": "melee",
+            "speech": "creature", "mon_bite": "creature", "mon_death": "creature", "vehicle": "vehicle",
+            "vehicle_open": "vehicle", "vehicle_close": "vehicle", "engine_start": "vehicle",
+            "engine_stop": "vehicle", "engine_working_internal": "vehicle", "engine_working_external": "vehicle",
+            "open_door": "door", "close_door": "door"}
+GAME_SFX_SUFFIXES = (".ogg", ".wav")
+# RAVDESS: modality 03 (audio) - channel 01 (speech) - emotion - intensity - statement - repetition - actor
+RAVDESS_FILE = re.compile(r"^03-01-(?P<emo>0[1-8])-0[12]-0[12]-0[12]-(?P<actor>[0-9]{2})\.wav$")
+RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
+                    "07": "disgust", "08": "surprised"}
 PHILHARMONIA_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<pc>[A-G]s?)(?P<oct>[0-9])_(?P<dur>1|05)_[a-z-]+_"
                                r"(?:arco-)?normal\.mp3$")
 
 
-def speech_commands(root: Path) -> list[tuple[str, str, str]]:
-    """(fname, word, speaker) for every clip."""
-    return [(p.relative_to(root).as_posix(), p.parent.name, p.name.split("_nohash_")[0])
-            for p in sorted(root.glob("*/*_nohash_*.wav"))]
+def v002_partition(speaker: str) -> str:
+    """Speech Commands' own split (`which_set` in its README and paper): a hash of the speaker id, so every clip of
+    a speaker, in v0.01 and v0.02 alike, falls in the same partition (validation 10 %, testing 10 %)."""
+    max_per_class = 2**27 - 1
+    percent = (int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % (max_per_class + 1)) * (100.0 / max_per_class)
+    return "validation" if percent < 10 else "testing" if percent < 20 else "training"
+
+
+def speech_commands(root: Path, keep_v002_test: bool = False) -> list[tuple[str, str, str]]:
+    """(fname, word, speaker) for every clip (less those of v0.02 test speakers unless keep_v002_test)."""
+    clips = [(p.relative_to(root).as_posix(), p.parent.name, p.name.split("_nohash_")[0])
+             for p in sorted(root.glob("*/*_nohash_*.wav"))]
+    return [c for c in clips if keep_v002_test or v002_partition(c[2]) != "testing"]
 
 
 def philharmonia(root: Path) -> list[tuple[str, str, str, str]]:
@@ -52,6 +97,37 @@ def philharmonia(root: Path) -> list[tuple[str, str, str, str]]:
         if m and m["inst"] not in ("banjo", "guitar", "mandolin"):  # too few notes of these
             out.append((p.relative_to(root).as_posix(), m["inst"], m["pc"].replace("s", "#"), m["pc"] + m["oct"]))
     return out
+
+
+def philharmonia_files(root: Path) -> list[tuple[str, dict[str, str]]]:
+    """(fname, its name's fields: inst, note, dur, dyn, art) for every pitched note file."""
+    return [(p.relative_to(root).as_posix(), m.groupdict()) for p in sorted(root.rglob("*.mp3"))
+            if (m := PHILHARMONIA_FILE.match(p.name))]
+
+
+def dynamics(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, dynamic, instrument) for the plain notes (normal articulation) of the DYNAMICS."""
+    return [(f, m["dyn"], m["inst"]) for f, m in philharmonia_files(root)
+            if ARTICULATIONS.get(m["art"]) == "normal" and m["dyn"] in DYNAMICS
+            and m["inst"] not in ("banjo", "guitar", "mandolin")]
+
+
+def articulations(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, articulation family, instrument_note) for every note of a known articulation."""
+    return [(f, ARTICULATIONS[m["art"]], f"{m['inst']}_{m['note']}") for f, m in philharmonia_files(root)
+            if m["art"] in ARTICULATIONS]
+
+
+def game_sfx(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, coarse class, fname) for every sound under a GAME_SFX folder."""
+    return [(f, GAME_SFX[f.split("/")[0]], f) for p in sorted(root.rglob("*"))
+            if p.suffix in GAME_SFX_SUFFIXES and (f := p.relative_to(root).as_posix()).split("/")[0] in GAME_SFX]
+
+
+def ravdess(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, emotion, actor) for every speech clip under Actor_NN/."""
+    return [(p.relative_to(root).as_posix(), RAVDESS_EMOTIONS[m["emo"]], f"actor{m['actor']}")
+            for p in sorted(root.glob("Actor_*/*.wav")) if (m := RAVDESS_FILE.match(p.name))]
 
 
 def family_sounds(root: Path) -> list[tuple[str, str, str]]:
@@ -76,11 +152,11 @@ def balanced(rows: list, key: int, per_class: int, seed: int) -> list:
     return sorted(r for k in sorted(by) for r in rng.sample(by[k], min(per_class, len(by[k]))))
 
 
-def main(task: str, src: Path, out: Path) -> None:
+def main(task: str, src: Path, out: Path, keep_v002_test: bool = False) -> None:
     if task == "keywords":
-        header, rows = ["fname", "labels", "speaker"], [(f, w, s) for f, w, s in speech_commands(src)]
+        header, rows = ["fname", "labels", "speaker"], [(f, w, s) for f, w, s in speech_commands(src, keep_v002_test)]
     elif task == "speakers":
-        clips = speech_commands(src)
+        clips = speech_commands(src, keep_v002_test)
         count = Counter(s for _, _, s in clips)
         header = ["fname", "labels", "word"]
         rows = [(f, s, w) for f, w, s in clips if count[s] >= MIN_SPEAKER_CLIPS]
@@ -95,6 +171,16 @@ def main(task: str, src: Path, out: Path) -> None:
     elif task == "instrument":
         header = ["fname", "labels", "note"]
         rows = [(f, inst, note) for f, inst, _, note in balanced(philharmonia(src), 1, PER_CLASS, seed=2)]
+    elif task == "dynamics":
+        header, rows = ["fname", "labels", "instrument"], balanced(dynamics(src), 1, PER_DYNAMIC, seed=4)
+    elif task == "articulation":
+        header, rows = ["fname", "labels", "note"], balanced(articulations(src), 1, PER_ARTICULATION, seed=5)
+    elif task == "game_sfx":
+        header, rows = ["fname", "labels", "source"], game_sfx(src)
+    elif task == "emotion":
+        header, rows = ["fname", "labels", "actor"], ravdess(src)
+    elif task == "actors":
+        header, rows = ["fname", "labels", "emotion"], [(f, a, e) for f, e, a in ravdess(src)]
     elif task == "events":
         header, rows = ["fname", "labels", "source"], balanced(family_sounds(src), 1, PER_FAMILY, seed=3)
     else:
@@ -109,6 +195,7 @@ def main(task: str, src: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    args = [a for a in sys.argv[1:] if a != "--keep-v002-test"]
+    if len(args) != 3:
         sys.exit(__doc__)
-    main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+    main(args[0], Path(args[1]), Path(args[2]), keep_v002_test="--keep-v002-test" in sys.argv[1:])

@@ -2,24 +2,44 @@
 # Rebuild the real-audio dev tasks (HEAR scene tasks and one event task, heareval --tasks-dir OUT) from their public
 # sources.
 #   scripts/make_dev_tasks.sh OUT [TASK ...]      (default: all tasks; OUT/READY lists the finished ones)
+#   SUITE=v1 (the default): the first suite, 6 tasks, which the docs' numbers so far were measured on (its keywords
+#   and speakers keep the clips of Speech Commands v0.02 test speakers); SUITE=v2: the dev suite v2, 11 tasks
+#   (docs/results/real_sound.md, "Dev suite v2"), whose keywords and speakers leave those speakers out
 # Sources (pinned commits) come from $MIRROR/<owner>+<name>/repo bare git dirs when MIRROR is set and they exist,
 # else are cloned from GitHub into OUT/sources. Never commit the audio. Keep these sources out of any pretraining corpus.
 set -euo pipefail
 OUT=${1:?usage: make_dev_tasks.sh OUT [TASK ...]}
 shift
 TASKS=("$@")
-[ ${#TASKS[@]} -eq 0 ] && TASKS=(keywords speakers sound_sources pitch instrument events)
+SUITE=${SUITE:-v1}
+case $SUITE in
+  v1) LABEL_FLAGS=(--keep-v002-test); ALL=(keywords speakers sound_sources pitch instrument events) ;;
+  v2) LABEL_FLAGS=(); ALL=(keywords speakers emotion actors sound_sources game_sfx pitch instrument dynamics
+          articulation events) ;;
+  *) echo "SUITE must be v1 or v2, not $SUITE" >&2; exit 2 ;;
+esac
+[ ${#TASKS[@]} -eq 0 ] && TASKS=("${ALL[@]}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python}
 HEAR_SELA=${HEAR_SELA:-hear-sela}
 MIRROR=${MIRROR:-}  # optional: a folder of bare git mirrors, <owner>+<name>/repo
 mkdir -p "$OUT/sources" "$OUT/labels"
 
-# repo commit (pinned: the versions the numbers in docs/results/ were measured on)
+# repo commit (pinned: the versions the numbers in docs/results/ were measured on). Licences (the audio's):
+#   vinsis/speech-commands-recognition  Speech Commands v0.01 subset, CC BY 4.0 (its LICENSE file)
+#   tmrsgv/interactive-sound-keyboard   GPL-3.0 per its README (the sounds' own provenance is not stated)
+#   skratchdot/philharmonia-samples     Philharmonia Orchestra free samples: use in any work, no selling or
+#                                       redistributing them as samples (no licence file): build locally, never share
+#   ZenvilleErasmus/RAVDESS-emotions-speech-audio-only  RAVDESS speech, audio only: CC BY-NC-SA 4.0 (its README;
+#                                       the repository's MIT licence is for its code): non-commercial, local only
+#   Fris0uman/CDDA-Soundpacks           CC BY-SA 4.0 (LICENSE.txt); each sound CC0 or CC BY from freesound.org,
+#                                       credited in the credits.md beside it
 declare -A COMMIT=(
   [vinsis/speech-commands-recognition]=53317d51bc2c75de6118ede48b0da06a412a1341
   [tmrsgv/interactive-sound-keyboard]=6417ff3b3da1a44182751bcc87c2d7550c8468b3
   [skratchdot/philharmonia-samples]=717b7de2bcae05e44aa8a3dde143c8d093b8f6c8
+  [Fris0uman/CDDA-Soundpacks]=88586bb600eae4b053a8928bddbd5371d0b1ecc6
+  [ZenvilleErasmus/RAVDESS-emotions-speech-audio-only]=29dc10e08b419f805a29c691c4dbc03da0b2b43e
 )
 
 source_dir() {  # owner/name -> extracted tree at the pinned commit
@@ -27,6 +47,7 @@ source_dir() {  # owner/name -> extracted tree at the pinned commit
   if [ ! -f "$dest/.extracted" ]; then
     rm -rf "$dest" && mkdir -p "$dest"
     local git_dir="${MIRROR:+$MIRROR/${repo/\//+}/repo}"
+    [ -n "$git_dir" ] && [ -d "$git_dir/.git" ] && git_dir="$git_dir/.git"  # a mirror with a work tree
     if [ -z "$git_dir" ] || [ ! -d "$git_dir" ]; then
       git clone --quiet --bare "https://github.com/$repo" "$dest.git"
       git_dir="$dest.git"
@@ -49,7 +70,7 @@ build() {  # task repo subdir hear-sela-tasks-args...
   shift 3
   local src
   src="$(source_dir "$repo")/$sub"
-  "$PY" "$HERE/dev_task_labels.py" "$task" "$src" "$OUT/labels/$task.csv"
+  "$PY" "$HERE/dev_task_labels.py" "$task" "$src" "$OUT/labels/$task.csv" ${LABEL_FLAGS[@]+"${LABEL_FLAGS[@]}"}
   rm -rf "${OUT:?}/$task"
   "$HEAR_SELA" tasks "$src" --labels "$OUT/labels/$task.csv" --out "$OUT" --name "$task" "$@"
   touch "$OUT/READY" && grep -qx "$task" "$OUT/READY" || echo "$task" >> "$OUT/READY"
@@ -65,6 +86,16 @@ for task in "${TASKS[@]}"; do
                 --group-by source --cut --clip-seconds 2.0 --max-clips-per-file 12 --folds 5 ;;
     pitch) build pitch skratchdot/philharmonia-samples audio --group-by instrument --folds 5 --clip-seconds 2.0 ;;
     instrument) build instrument skratchdot/philharmonia-samples audio --group-by note --folds 5 --clip-seconds 2.0 ;;
+    dynamics) build dynamics skratchdot/philharmonia-samples audio --group-by instrument --folds 5 \
+                --clip-seconds 2.0 ;;
+    articulation) build articulation skratchdot/philharmonia-samples audio --group-by note --folds 5 \
+                --clip-seconds 2.0 ;;
+    game_sfx) build game_sfx Fris0uman/CDDA-Soundpacks sound/CC-Sounds --group-by source --folds 5 \
+                --clip-seconds 1.0 ;;
+    emotion) build emotion ZenvilleErasmus/RAVDESS-emotions-speech-audio-only Audio_Speech_Actors_01-24 \
+                --group-by actor --folds 5 --clip-seconds 4.0 ;;
+    actors) build actors ZenvilleErasmus/RAVDESS-emotions-speech-audio-only Audio_Speech_Actors_01-24 \
+                --group-by emotion --folds 5 --clip-seconds 4.0 ;;
     events) build events skratchdot/philharmonia-samples audio --events --group-by source --clips 240 \
                 --clip-seconds 4.0 --split tvt ;;
     *) echo "unknown task $task" >&2; exit 2 ;;

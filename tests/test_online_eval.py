@@ -19,7 +19,13 @@ from hear_sela.config import ConfigError
 from hear_sela.data.hear_task_read import read_scene_task
 from hear_sela.data.synth_tasks import write_hear_tasks
 from hear_sela.training.loop import train
-from hear_sela.training.online_eval import OnlineEvaluator, probe_task, scene_embeddings, snapshot_path
+from hear_sela.training.online_eval import (
+    OnlineEvaluator,
+    probe_task,
+    probe_task_folds,
+    scene_embeddings,
+    snapshot_path,
+)
 from hear_sela.training.state import read_checkpoint
 from helpers.training import cpu_config, memory_cache, run_training_script
 
@@ -183,6 +189,31 @@ def test_probe_scores_follow_the_folds():
     assert all(v < 0.6 for v in probe_task(emb, shuffled, ["knn", "logreg"]).values())
 
 
+def test_probe_fold_scores_and_their_spread():
+    """One score per held-out fold, whose mean is probe_task's; a fold whose labels are shuffled against the
+    embeddings is the one that scores low, and the table's fold_std is the spread of the per-fold scores."""
+    import pandas as pd
+
+    from hear_sela.analysis.probe import with_means
+    from hear_sela.data.hear_task_read import SceneTaskClips
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    emb = rng.normal(size=(120, 8)) + 6.0 * np.eye(3, 8)[labels]
+    splits = np.arange(120) % 4
+    labels[splits == 3] = rng.permutation(labels[splits == 3])
+    task = SceneTaskClips("t", np.zeros((120, 1), np.float32), labels, splits,
+                          ("fold00", "fold01", "fold02", "fold03"), "presplit_kfold", ("a", "b", "c"))
+    folds = probe_task_folds(emb, task, ["knn", "logreg"])
+    for probe, scores in folds.items():
+        assert len(scores) == 4 and min(scores[:3]) > 0.9 and scores[3] < 0.7
+        assert probe_task(emb, task, ["knn", "logreg"])[probe] == pytest.approx(np.mean(scores))
+    table = pd.DataFrame([{"weights": "w", "task": "t", "part": "all", "probe": p, "score": np.mean(v),
+                           "fold_std": np.std(v, ddof=1)} for p, v in folds.items()])
+    spread = with_means(table, "fold_std")
+    assert spread["t"].tolist() == pytest.approx([np.std(folds["knn"], ddof=1), np.std(folds["logreg"], ddof=1)])
+
+
 def test_curves_read_every_eval_record_and_summarise_against_the_init(tmp_path, capsys):
     from hear_sela.analysis.curves import read_curves
     from hear_sela.cli import main as cli_main
@@ -231,7 +262,9 @@ def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_
         for probe in ("knn", "logreg"):
             score = table[(table.weights == name) & (table.probe == probe)].score.item()
             assert score == pytest.approx(record[f"{TASK}/{probe}"], abs=1e-12)
-    assert "mean" in capsys.readouterr().out
+    assert table.fold_std.isna().all()  # the synth task has one test split: no spread to measure
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "fold-to-fold spread" in printed
 
 
 def test_audiontt2022_embedding_parts_are_its_conv_map_and_its_mlp():

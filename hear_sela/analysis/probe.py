@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hear_sela.config import OnlineEvalConfig
 from hear_sela.data.hear_task_read import SceneTaskClips, read_scene_task
-from hear_sela.training.online_eval import dev_task_dirs, probe_task, scene_embeddings
+from hear_sela.training.online_eval import dev_task_dirs, probe_task_folds, scene_embeddings
 
 
 def read_tasks(tasks_dir: str | Path, tasks: Sequence[str] = (), max_clips: int = 600) -> list[SceneTaskClips]:
@@ -25,7 +26,8 @@ def read_tasks(tasks_dir: str | Path, tasks: Sequence[str] = (), max_clips: int 
 
 def probe_weights(name: str, weights: str | Path, tasks: Sequence[SceneTaskClips], probes: Sequence[str],
                   parts: bool = False) -> pd.DataFrame:
-    """Rows (weights, task, part, probe, score) for one weights file."""
+    """Rows (weights, task, part, probe, score, fold_std) for one weights file: score is the mean over the task's
+    folds, fold_std their sample standard deviation (NaN with a single fold)."""
     from hear_sela.hear import load_model
 
     model = load_model(str(weights))
@@ -34,13 +36,16 @@ def probe_weights(name: str, weights: str | Path, tasks: Sequence[SceneTaskClips
     for task in tasks:
         emb = scene_embeddings(model, task.audio)  # (N, D)
         for part, cols in slices.items():
-            for probe, score in probe_task(emb[:, cols], task, list(probes)).items():
-                rows.append({"weights": name, "task": task.name, "part": part, "probe": probe, "score": score})
+            for probe, folds in probe_task_folds(emb[:, cols], task, list(probes)).items():
+                rows.append({"weights": name, "task": task.name, "part": part, "probe": probe,
+                             "score": float(np.mean(folds)) if folds else float("nan"),
+                             "fold_std": float(np.std(folds, ddof=1)) if len(folds) > 1 else float("nan")})
     return pd.DataFrame(rows)
 
 
-def with_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Wide: one row per (weights, part, probe), one column per task and their mean."""
-    wide = table.pivot_table(index=["weights", "part", "probe"], columns="task", values="score", sort=False)
+def with_means(table: pd.DataFrame, values: str = "score") -> pd.DataFrame:
+    """Wide: one row per (weights, part, probe), one column per task and their mean (of `values`: the scores, or
+    their fold-to-fold spread)."""
+    wide = table.pivot_table(index=["weights", "part", "probe"], columns="task", values=values, sort=False)
     wide["mean"] = wide.mean(axis=1)
     return wide.reset_index()

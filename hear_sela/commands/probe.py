@@ -48,4 +48,6 @@ def main(args: argparse.Namespace) -> int:
         table.to_csv(args.out, index=False)
         log.info("wrote %s", args.out)
     print(with_means(table).round(3).to_string(index=False))
+    print("\nfold-to-fold spread (sample std of the per-fold scores):")
+    print(with_means(table, "fold_std").round(3).to_string(index=False))
     return 0

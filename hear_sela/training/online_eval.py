@@ -57,6 +57,13 @@ def probe_task(emb: np.ndarray, task: SceneTaskClips, probes: list[str], knn_k: 
                logreg_c: float = 1.0) -> dict[str, float]:
     """Test accuracy of each probe on embeddings emb (N, D) of the task's clips, averaged over its folds (each fold
     held out in turn, or train + valid against test). A pure function of its inputs."""
+    folds = probe_task_folds(emb, task, probes, knn_k, logreg_c)
+    return {p: float(np.mean(v)) if v else float("nan") for p, v in folds.items()}
+
+
+def probe_task_folds(emb: np.ndarray, task: SceneTaskClips, probes: list[str], knn_k: int = 10,
+                     logreg_c: float = 1.0) -> dict[str, list[float]]:
+    """probe_task's accuracy on each held-out fold apart (their spread is the task's own noise)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler
@@ -74,7 +81,7 @@ def probe_task(emb: np.ndarray, task: SceneTaskClips, probes: list[str], knn_k: 
             clf = LogisticRegression(C=logreg_c, max_iter=1000)
             clf.fit(scaler.transform(emb[train]), y_train)
             scores["logreg"].append(float((clf.predict(scaler.transform(emb[test])) == y_test).mean()))
-    return {p: float(np.mean(v)) if v else float("nan") for p, v in scores.items()}
+    return scores
 
 
 def scene_embeddings(model: nn.Module, audio: np.ndarray, batch: int = EMBED_BATCH) -> np.ndarray:
