@@ -233,9 +233,10 @@ class AugmentConfig:
                  "in [0, 1]")
 
 
-# The named choices of sela.marginals (the rest are .npy files); objectives/label_update.py reads them, and
-# tests/test_config.py keeps its NAMED_MARGINALS equal to this one
-NAMED_MARGINALS = ("uniform", "gauss_redraw", "gauss", "gauss_selavi")
+# The named choices of sela.marginals (the rest are .npy files), here only: objectives/label_update.py imports them
+GAUSS_REDRAW = ("gauss_redraw", "gauss")  # sizes drawn afresh at every update; "gauss" is the older name
+GAUSS_SELAVI = "gauss_selavi"  # SeLaVi's default: one draw per head for the whole run, re-sorted at every update
+NAMED_MARGINALS = ("uniform", *GAUSS_REDRAW, GAUSS_SELAVI)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from hear_sela.config import Config, ConfigError, config_from_dict, config_to_dict, load_config, parse_override
 
@@ -158,12 +159,23 @@ def test_a_missing_marginals_file_is_refused_at_load(tmp_path):
         load_config(None, [f"sela.marginals={tmp_path / 'prior.npy'}"])
 
 
-def test_named_marginals_are_the_solvers():
-    """config.py checks sela.marginals against the names the label update reads (one list each side, kept equal)."""
+@pytest.mark.parametrize("name", ["uniform", "gauss_redraw", "gauss", "gauss_selavi"])
+def test_every_named_marginal_is_one_the_label_update_solves_for(name):
+    """Each name config.py accepts is read by the label update: uniform as None, the Gaussian ones as (H, K)
+    cluster masses summing to 1 per head; none falls through to the prior-file reader."""
     from hear_sela.config import NAMED_MARGINALS
-    from hear_sela.objectives import label_update
+    from hear_sela.objectives.label_store import LabelStore
+    from hear_sela.objectives.label_update import update_marginals
 
-    assert set(NAMED_MARGINALS) == set(label_update.NAMED_MARGINALS)
+    assert name in NAMED_MARGINALS
+    cfg = load_config(None, [f"sela.marginals={name}", "sela.heads=2", "sela.clusters=5"]).sela
+    store = LabelStore.initial(heads=2, n=40, clusters=5, seed=0)
+    marginals, _ = update_marginals(cfg, store, n_total=40, seed=0, logits=torch.randn(2, 40, 5))
+    if name == "uniform":
+        assert marginals is None
+    else:
+        assert marginals.shape == (2, 5)
+        torch.testing.assert_close(marginals.sum(1), torch.ones(2, dtype=marginals.dtype))
 
 
 def test_train_cli_refuses_non_positive_epochs_before_any_work(tmp_path, capsys):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from hear_sela import distributed as dist
-from hear_sela.config import SelaConfig
+from hear_sela.config import GAUSS_REDRAW, GAUSS_SELAVI, NAMED_MARGINALS, SelaConfig
 from hear_sela.embed import alive_dims, dead_fraction, embed_segments
 from hear_sela.objectives.base import RunContext
 from hear_sela.objectives.confidence import update_terms
@@ -43,11 +43,6 @@ from hear_sela.sinkhorn import (
 )
 
 LOGITS_BUDGET_BYTES = 4 << 30  # above this the solver recomputes logits from the embeddings (matrix-free)
-
-
-GAUSS_REDRAW = ("gauss_redraw", "gauss")  # sizes drawn afresh at every update; "gauss" is the older name
-GAUSS_SELAVI = "gauss_selavi"  # SeLaVi's default: one draw per head for the whole run, re-sorted at every update
-NAMED_MARGINALS = ("uniform", *GAUSS_REDRAW, GAUSS_SELAVI)
 
 
 def load_marginals(cfg: SelaConfig) -> torch.Tensor | None:
