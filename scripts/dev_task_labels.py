@@ -9,6 +9,9 @@ python scripts/dev_task_labels.py TASK SOURCE_DIR OUT_CSV
   events        Philharmonia single notes and percussion hits (0.25-1.5 s files) for `hear-sela tasks --events`:
                 label = family (brass | percussion | strings | woodwind), group = instrument + note (percussion:
                 the instrument), so the same note at another dynamic or length never sits in another split
+  drums         smpldsnds/drum-machines one-shots (8 drum machines; TR-808 and 808-mini left out, see DRUM_SKIP) for
+                `hear-sela tasks --events`: label = kick | snare | tom | hihat | cymbal | percussion, group = machine
+                + label, so the pitch or length variants of one machine's drum never sit in two splits
 Deterministic: subsampling uses a fixed seed.
 """
 
@@ -34,6 +37,16 @@ FAMILIES = {"brass": ("french horn", "trombone"), "strings": ("cello", "double b
 PER_FAMILY = 60  # events: sounds per family (4 families -> 240 sounds)
 SHORT_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<note>[A-G]s?[0-9])_(?:025|05|1)_[a-z-]+_(?:arco-)?normal\.mp3$")
 PERCUSSION_HIT = re.compile(r"^(?P<inst>[A-Za-z-]+)__(?:025|05|1|15)_[a-z-]+_[a-z-]+\.mp3$")
+# drums: file stem (lower case) -> label, first match wins; every .ogg must match one (a new file fails loudly)
+DRUM_LABELS = (("kick", r"kick|^dt_kick"), ("snare", r"snare|-sd$|shortsn|brush"),
+               ("tom", r"tom"), ("hihat", r"hihat|hithat|^hh|-ch$|-oh$|closedhat|openhat|shorthi"),
+               ("cymbal", r"crash|ride|cymbal"),
+               ("percussion", r"clap|clave|cowbell|conga|cabasa|tambo|shaker|rimshot|stick"))
+# the Michael Fischer TR-808 set (TR-808, and probably 808-mini) circulates widely, also in drum-kit packages; kept
+# out so the dev task cannot share sounds with a held-out drum task
+DRUM_SKIP = ("TR-808", "808-mini")
+# audible (above 5 % of the peak) for under the 20 ms an event sound needs (hear_sela.data.event_tasks.trim_sound)
+DRUM_TOO_SHORT = frozenset({"Roland-CR-8000/clave.ogg", "Yamaha-MR10/chihat.ogg"})
 PHILHARMONIA_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<pc>[A-G]s?)(?P<oct>[0-9])_(?P<dur>1|05)_[a-z-]+_"
                                r"(?:arco-)?normal\.mp3$")
 
@@ -68,6 +81,19 @@ def family_sounds(root: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def drum_sounds(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, label, machine/label) for every .ogg one-shot outside DRUM_SKIP (the .m4a files are copies)."""
+    out = []
+    for p in sorted(root.glob("*/*.ogg")):
+        if p.parent.name in DRUM_SKIP or p.relative_to(root).as_posix() in DRUM_TOO_SHORT:
+            continue
+        label = next((name for name, pattern in DRUM_LABELS if re.search(pattern, p.stem.lower())), None)
+        if label is None:
+            sys.exit(f"{p}: no drum label matches {p.stem!r}; add it to DRUM_LABELS")
+        out.append((p.relative_to(root).as_posix(), label, f"{p.parent.name}/{label}"))
+    return out
+
+
 def balanced(rows: list, key: int, per_class: int, seed: int) -> list:
     by = defaultdict(list)
     for r in rows:
@@ -97,6 +123,8 @@ def main(task: str, src: Path, out: Path) -> None:
         rows = [(f, inst, note) for f, inst, _, note in balanced(philharmonia(src), 1, PER_CLASS, seed=2)]
     elif task == "events":
         header, rows = ["fname", "labels", "source"], balanced(family_sounds(src), 1, PER_FAMILY, seed=3)
+    elif task == "drums":
+        header, rows = ["fname", "labels", "kit_sound"], drum_sounds(src)
     else:
         sys.exit(f"unknown dev task {task!r}")
     if not rows:

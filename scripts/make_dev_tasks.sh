@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the real-audio dev tasks (HEAR scene tasks and one event task, heareval --tasks-dir OUT) from their public
+# Rebuild the real-audio dev tasks (HEAR scene tasks and two event tasks, heareval --tasks-dir OUT) from their public
 # sources.
 #   scripts/make_dev_tasks.sh OUT [TASK ...]      (default: all tasks; OUT/READY lists the finished ones)
 # Sources (pinned commits) come from $MIRROR/<owner>+<name>/repo bare git dirs when MIRROR is set and they exist,
@@ -8,7 +8,7 @@ set -euo pipefail
 OUT=${1:?usage: make_dev_tasks.sh OUT [TASK ...]}
 shift
 TASKS=("$@")
-[ ${#TASKS[@]} -eq 0 ] && TASKS=(keywords speakers sound_sources pitch instrument events)
+[ ${#TASKS[@]} -eq 0 ] && TASKS=(keywords speakers sound_sources pitch instrument events drums)
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python}
 HEAR_SELA=${HEAR_SELA:-hear-sela}
@@ -20,10 +20,16 @@ declare -A COMMIT=(
   [vinsis/speech-commands-recognition]=53317d51bc2c75de6118ede48b0da06a412a1341
   [tmrsgv/interactive-sound-keyboard]=6417ff3b3da1a44182751bcc87c2d7550c8468b3
   [skratchdot/philharmonia-samples]=717b7de2bcae05e44aa8a3dde143c8d093b8f6c8
+  # drum-machine one-shots, public domain per its README (the second event task)
+  [smpldsnds/drum-machines]=a894cb8c72abe15b05e7b4fd4b8ee561c0f9e960
 )
 
+# only these paths of a repo are extracted (default: all); drum-machines holds each sound as .ogg, .m4a and
+# sometimes .mp3 beside each other, and two files of one name but another extension would be one clip id
+declare -A INCLUDE=([smpldsnds/drum-machines]='*.ogg')
+
 source_dir() {  # owner/name -> extracted tree at the pinned commit
-  local repo=$1 dest="$OUT/sources/${1/\//+}"
+  local repo=$1 dest="$OUT/sources/${1/\//+}" include=${INCLUDE[$1]:-*}
   if [ ! -f "$dest/.extracted" ]; then
     rm -rf "$dest" && mkdir -p "$dest"
     local git_dir="${MIRROR:+$MIRROR/${repo/\//+}/repo}"
@@ -36,6 +42,8 @@ source_dir() {  # owner/name -> extracted tree at the pinned commit
       | while IFS=$'\t' read -r meta path; do
           read -r _ kind sha <<< "$meta"
           [ "$kind" = blob ] && git --git-dir="$git_dir" cat-file -e "$sha" 2>/dev/null || continue
+          # shellcheck disable=SC2053  # a glob on purpose
+          [[ $path == $include ]] || continue
           mkdir -p "$dest/$(dirname "$path")"
           git --git-dir="$git_dir" cat-file blob "$sha" > "$dest/$path"
         done
@@ -67,6 +75,8 @@ for task in "${TASKS[@]}"; do
     instrument) build instrument skratchdot/philharmonia-samples audio --group-by note --folds 5 --clip-seconds 2.0 ;;
     events) build events skratchdot/philharmonia-samples audio --events --group-by source --clips 240 \
                 --clip-seconds 4.0 --split tvt ;;
+    drums) build drums smpldsnds/drum-machines . --events --group-by kit_sound --clips 240 --clip-seconds 4.0 \
+                --split tvt --max-events 8 ;;
     *) echo "unknown task $task" >&2; exit 2 ;;
   esac
 done
