@@ -11,11 +11,14 @@ embeddings are computed exactly as during the label update.
   Chunking therefore changes nothing but memory (up to float rounding).
 - Timestamp embedding at t (`timestamp_mode`, default "frames", chosen from the measurements in
   docs/results/timestamp_modes.md): "frames" = the encoder's frame features of that single chunked pass over the clip,
-  interpolated at t (hear_frames.py); "frames_context" appends the head's pooling of the frames around t; "windows" =
+  interpolated at t (hear_frames.py); "frames_context" appends the head's pooling of the frames around t;
+  "frames_mel" appends the normalised log-mel frame at t and its delta (PaSST "2lvl+mel"; its default hop is the
+  frontend's own, 10 ms, so every timestamp is one log-mel frame); "windows" =
   the clip embedding of a `window_ms` window (default: the training input, i.e. the crop, or the whole segment when
   augment.crop_frames=0) centred on t, silence outside the clip (each second encoded ~19 times, onsets blur);
   "short_windows" = the same with `short_window_ms` windows.
-- Timestamps are window centres in ms, t_i = i * hop_ms (computed per index, not accumulated), for
+- Timestamps are window centres in ms, t_i = i * hop_ms (default 50 ms; frames_mel: the frontend's hop, 10 ms;
+  computed per index, not accumulated), for
   i = 0 .. floor(duration / hop_ms), so the last one is never after the end of the clip.
 
 Legend: N sounds, S samples, F mel bins, T frames, T' encoder frames, W window frames, K timestamps, D embedding.
@@ -37,7 +40,7 @@ from torch import nn
 from hear_sela.byola_import import load_any_bundle
 from hear_sela.checkpoint import EncoderBundle
 from hear_sela.config import Config
-from hear_sela.frontend import LogMel
+from hear_sela.frontend import LogMel, deltas
 from hear_sela.hear_frames import context_frames_of, interpolate_frames, pooled_context
 from hear_sela.heareval_compat import load_triton_beside_tensorflow
 
@@ -50,14 +53,17 @@ DEFAULT_WEIGHTS = "default.safetensors"  # in hear_sela/assets/
 #   short_windows   the same with short_window_ms windows
 #   frames          the encoder's own frame features over the whole clip (one chunked pass), interpolated at t
 #   frames_context  frames, concatenated with the encoder head's pooling of the frames within context_ms around t
-TIMESTAMP_MODES = ("windows", "short_windows", "frames", "frames_context")
+#   frames_mel      frames, concatenated with the normalised log-mel frame at t and its delta (PaSST "2lvl+mel")
+TIMESTAMP_MODES = ("windows", "short_windows", "frames", "frames_context", "frames_mel")
+FRAME_MODES = ("frames", "frames_context", "frames_mel")  # one encoder pass over the clip, frames read at each t
+DEFAULT_HOP_MS = 50.0  # HEAR suggests <= 50 ms; frames_mel defaults to the frontend's own hop instead
 
 
 @dataclass(frozen=True)
 class HearOptions:
     """Options accepted by `load_model(..., **options)` (heareval: `--model-options '{"hop_ms": 25}'`)."""
 
-    hop_ms: float = 50.0  # timestamp hop; HEAR suggests <= 50 ms
+    hop_ms: float | None = None  # timestamp hop; None = the frontend's hop (frames_mel) or DEFAULT_HOP_MS
     timestamp_mode: str = "frames"  # one of TIMESTAMP_MODES; default from docs/results/timestamp_modes.md
     window_ms: float | None = None  # windows: the window; None = the training input (crop, or the whole segment)
     short_window_ms: float = 320.0  # short_windows: the window (4 audiontt frames)
@@ -76,7 +82,7 @@ class HearOptions:
             raise ValueError(f"model option timestamp_mode={mode!r} must be one of {list(TIMESTAMP_MODES)}")
         numbers = {k: v for k, v in options.items() if k != "timestamp_mode"}
         for name, value in numbers.items():
-            if value is None and name in ("window_ms", "context_ms"):
+            if value is None and name in ("hop_ms", "window_ms", "context_ms"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"model option {name}={value!r} must be a positive number")
@@ -105,8 +111,11 @@ class HearSelaModel(nn.Module):
         stride = int(self.encoder.time_stride)
         frame_ms = 1000.0 * cfg.frontend.hop_length / self.sample_rate
         train_ms = self.training_frames(cfg) * frame_ms
-        with_context = options.timestamp_mode == "frames_context"
-        self.timestamp_embedding_size = (2 if with_context else 1) * int(self.encoder.embed_dim)
+        # frames_mel reads the log-mel frame at t: at the frontend's hop each timestamp is one frame, none skipped
+        self.hop_ms = options.hop_ms or (frame_ms if options.timestamp_mode == "frames_mel" else DEFAULT_HOP_MS)
+        self.timestamp_embedding_size = int(self.encoder.embed_dim) + {
+            "frames_context": int(self.encoder.embed_dim), "frames_mel": 2 * int(cfg.frontend.n_mels)
+        }.get(options.timestamp_mode, 0)
         # frames_context: the pooled span in input frames
         self.context_span = context_frames_of(options.context_ms or train_ms, frame_ms, stride)
         window_ms = options.window_ms if options.window_ms is not None else train_ms
@@ -208,7 +217,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearSelaModel) -> tuple
     """
     wav = _check_inputs(audio, model)  # (N, S)
     n, num_samples = wav.shape
-    hop_ms = model.options.hop_ms
+    hop_ms = model.hop_ms
     duration_ms = 1000.0 * num_samples / model.sample_rate
     k = math.floor(duration_ms / hop_ms + 1e-9) + 1
     index = torch.arange(k, dtype=torch.float64)  # (K,)
@@ -218,8 +227,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearSelaModel) -> tuple
     with torch.no_grad():
         for group in _clip_groups(wav, model):
             logmel = _log_mel(model, group)  # (n, F, T)
-            if model.options.timestamp_mode in ("frames", "frames_context"):
-                emb.append(_frame_embeddings(model, logmel, centres))  # (n, K, D or 2D)
+            if model.options.timestamp_mode in FRAME_MODES:
+                emb.append(_frame_embeddings(model, logmel, centres))  # (n, K, D, 2D or D + 2F)
             else:
                 emb.append(_window_embeddings(model, logmel, centres))  # (n, K, D)
     embeddings = torch.cat(emb) if emb else torch.zeros(0, k, model.timestamp_embedding_size, device=wav.device)
@@ -332,8 +341,10 @@ def _encode_frames(model: HearSelaModel, logmel: torch.Tensor) -> torch.Tensor:
 
 
 def _frame_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """(n, F, T) log-mel and (K,) centres in frames -> (n, K, D) frame features at the centres (frames mode), or
-    (n, K, 2D) with the head's pooling of the context around each centre appended (frames_context)."""
+    """(n, F, T) log-mel and (K,) centres in frames -> (n, K, D) frame features at the centres (frames mode),
+    (n, K, 2D) with the head's pooling of the context around each centre appended (frames_context), or (n, K, D + 2F)
+    with the log-mel frame and its delta at each centre appended (frames_mel; linear between the two nearest
+    frames when a centre falls between them)."""
     padded = _pad_frames(logmel, int(model.encoder.min_frames), model.silence)  # (n, F, max(T, min_frames))
     feats = _encode_frames(model, padded).float()  # (n, T', D): one chunked pass, as the scene embedding
     stride = int(model.encoder.time_stride)
@@ -344,6 +355,10 @@ def _frame_embeddings(model: HearSelaModel, logmel: torch.Tensor, centres: torch
         context = pooled_context(feats, stride, centres, model.context_span, model.encoder.forward_head,
                                  batch=8 * model.batch_frames)  # (n, K, D)
         out = torch.cat([out, context.float()], dim=-1)
+    elif model.options.timestamp_mode == "frames_mel":
+        # the spectrum at the frontend's hop keeps the onset that the encoder's strided, 3x3-smoothed frames blur
+        mel = torch.cat([logmel, deltas(logmel)], dim=1).transpose(1, 2).float()  # (n, T, 2F)
+        out = torch.cat([out, interpolate_frames(mel, 1, centres)], dim=-1)
     return out
 
 

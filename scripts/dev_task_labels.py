@@ -19,6 +19,9 @@ python scripts/dev_task_labels.py TASK SOURCE_DIR OUT_CSV [--keep-v002-test]
   events        Philharmonia single notes and percussion hits (0.25-1.5 s files) for `hear-sela tasks --events`:
                 label = family (brass | percussion | strings | woodwind), group = instrument + note (percussion:
                 the instrument), so the same note at another dynamic or length never sits in another split
+  drums         smpldsnds/drum-machines one-shots (8 drum machines; TR-808 and 808-mini left out, see DRUM_SKIP) for
+                `hear-sela tasks --events`: label = kick | snare | tom | hihat | cymbal | percussion, group = machine
+                + label, so the pitch or length variants of one machine's drum never sit in two splits
 Deterministic: subsampling uses a fixed seed.
 """
 
@@ -70,6 +73,16 @@ GAME_SFX_SUFFIXES = (".ogg", ".wav")
 RAVDESS_FILE = re.compile(r"^03-01-(?P<emo>0[1-8])-0[12]-0[12]-0[12]-(?P<actor>[0-9]{2})\.wav$")
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
                     "07": "disgust", "08": "surprised"}
+# drums: file stem (lower case) -> label, first match wins; every .ogg must match one (a new file fails loudly)
+DRUM_LABELS = (("kick", r"kick|^dt_kick"), ("snare", r"snare|-sd$|shortsn|brush"),
+               ("tom", r"tom"), ("hihat", r"hihat|hithat|^hh|-ch$|-oh$|closedhat|openhat|shorthi"),
+               ("cymbal", r"crash|ride|cymbal"),
+               ("percussion", r"clap|clave|cowbell|conga|cabasa|tambo|shaker|rimshot|stick"))
+# the Michael Fischer TR-808 set (TR-808, and probably 808-mini) circulates widely, also in drum-kit packages; kept
+# out so the dev task cannot share sounds with a held-out drum task
+DRUM_SKIP = ("TR-808", "808-mini")
+# audible (above 5 % of the peak) for under the 20 ms an event sound needs (hear_sela.data.event_tasks.trim_sound)
+DRUM_TOO_SHORT = frozenset({"Roland-CR-8000/clave.ogg", "Yamaha-MR10/chihat.ogg"})
 PHILHARMONIA_NOTE = re.compile(r"^(?P<inst>[a-z-]+)_(?P<pc>[A-G]s?)(?P<oct>[0-9])_(?P<dur>1|05)_[a-z-]+_"
                                r"(?:arco-)?normal\.mp3$")
 
@@ -144,6 +157,19 @@ def family_sounds(root: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def drum_sounds(root: Path) -> list[tuple[str, str, str]]:
+    """(fname, label, machine/label) for every .ogg one-shot outside DRUM_SKIP (the .m4a files are copies)."""
+    out = []
+    for p in sorted(root.glob("*/*.ogg")):
+        if p.parent.name in DRUM_SKIP or p.relative_to(root).as_posix() in DRUM_TOO_SHORT:
+            continue
+        label = next((name for name, pattern in DRUM_LABELS if re.search(pattern, p.stem.lower())), None)
+        if label is None:
+            sys.exit(f"{p}: no drum label matches {p.stem!r}; add it to DRUM_LABELS")
+        out.append((p.relative_to(root).as_posix(), label, f"{p.parent.name}/{label}"))
+    return out
+
+
 def balanced(rows: list, key: int, per_class: int, seed: int) -> list:
     by = defaultdict(list)
     for r in rows:
@@ -183,6 +209,8 @@ def main(task: str, src: Path, out: Path, keep_v002_test: bool = False) -> None:
         header, rows = ["fname", "labels", "emotion"], [(f, a, e) for f, e, a in ravdess(src)]
     elif task == "events":
         header, rows = ["fname", "labels", "source"], balanced(family_sounds(src), 1, PER_FAMILY, seed=3)
+    elif task == "drums":
+        header, rows = ["fname", "labels", "kit_sound"], drum_sounds(src)
     else:
         sys.exit(f"unknown dev task {task!r}")
     if not rows:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the real-audio dev tasks (HEAR scene tasks and one event task, heareval --tasks-dir OUT) from their public
+# Rebuild the real-audio dev tasks (HEAR scene tasks and two event tasks, heareval --tasks-dir OUT) from their public
 # sources.
 #   scripts/make_dev_tasks.sh OUT [TASK ...]      (default: all tasks; OUT/READY lists the finished ones)
 #   SUITE=v1 (the default): the first suite, 6 tasks, which the docs' numbers so far were measured on (its keywords
@@ -13,9 +13,9 @@ shift
 TASKS=("$@")
 SUITE=${SUITE:-v1}
 case $SUITE in
-  v1) LABEL_FLAGS=(--keep-v002-test); ALL=(keywords speakers sound_sources pitch instrument events) ;;
+  v1) LABEL_FLAGS=(--keep-v002-test); ALL=(keywords speakers sound_sources pitch instrument events drums) ;;
   v2) LABEL_FLAGS=(); ALL=(keywords speakers emotion actors sound_sources game_sfx pitch instrument dynamics
-          articulation events) ;;
+          articulation events drums) ;;
   *) echo "SUITE must be v1 or v2, not $SUITE" >&2; exit 2 ;;
 esac
 [ ${#TASKS[@]} -eq 0 ] && TASKS=("${ALL[@]}")
@@ -40,10 +40,16 @@ declare -A COMMIT=(
   [skratchdot/philharmonia-samples]=717b7de2bcae05e44aa8a3dde143c8d093b8f6c8
   [Fris0uman/CDDA-Soundpacks]=88586bb600eae4b053a8928bddbd5371d0b1ecc6
   [ZenvilleErasmus/RAVDESS-emotions-speech-audio-only]=29dc10e08b419f805a29c691c4dbc03da0b2b43e
+  # drum-machine one-shots, public domain per its README (the second event task)
+  [smpldsnds/drum-machines]=a894cb8c72abe15b05e7b4fd4b8ee561c0f9e960
 )
 
+# only these paths of a repo are extracted (default: all); drum-machines holds each sound as .ogg, .m4a and
+# sometimes .mp3 beside each other, and two files of one name but another extension would be one clip id
+declare -A INCLUDE=([smpldsnds/drum-machines]='*.ogg')
+
 source_dir() {  # owner/name -> extracted tree at the pinned commit
-  local repo=$1 dest="$OUT/sources/${1/\//+}"
+  local repo=$1 dest="$OUT/sources/${1/\//+}" include=${INCLUDE[$1]:-*}
   if [ ! -f "$dest/.extracted" ]; then
     rm -rf "$dest" && mkdir -p "$dest"
     local git_dir="${MIRROR:+$MIRROR/${repo/\//+}/repo}"
@@ -57,6 +63,8 @@ source_dir() {  # owner/name -> extracted tree at the pinned commit
       | while IFS=$'\t' read -r meta path; do
           read -r _ kind sha <<< "$meta"
           [ "$kind" = blob ] && git --git-dir="$git_dir" cat-file -e "$sha" 2>/dev/null || continue
+          # shellcheck disable=SC2053  # a glob on purpose
+          [[ $path == $include ]] || continue
           mkdir -p "$dest/$(dirname "$path")"
           git --git-dir="$git_dir" cat-file blob "$sha" > "$dest/$path"
         done
@@ -98,6 +106,8 @@ for task in "${TASKS[@]}"; do
                 --group-by emotion --folds 5 --clip-seconds 4.0 ;;
     events) build events skratchdot/philharmonia-samples audio --events --group-by source --clips 240 \
                 --clip-seconds 4.0 --split tvt ;;
+    drums) build drums smpldsnds/drum-machines . --events --group-by kit_sound --clips 240 --clip-seconds 4.0 \
+                --split tvt --max-events 8 ;;
     *) echo "unknown task $task" >&2; exit 2 ;;
   esac
 done

@@ -1,6 +1,7 @@
 """HEAR `timestamp_mode`: frames = the encoder's own frame features of one pass over the clip, interpolated at each
-timestamp; frames_context appends the head's pooling of the frames around it; short_windows = shorter windows;
-all keep HEAR's timestamp rules. Checked against direct computations on the embedded default weights."""
+timestamp; frames_context appends the head's pooling of the frames around it; frames_mel appends the log-mel frame
+and its delta; short_windows = shorter windows; all keep HEAR's timestamp rules. Checked against direct
+computations on the embedded default weights."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import torch
 
 import hear_sela
+from hear_sela.frontend import deltas
 from hear_sela.hear_frames import interpolate_frames
 
-MODES = ("windows", "short_windows", "frames", "frames_context")
+MODES = ("windows", "short_windows", "frames", "frames_context", "frames_mel")
+HOP_MS = {"windows": 50.0, "short_windows": 50.0, "frames": 50.0, "frames_context": 50.0, "frames_mel": 10.0}
 
 
 def _noise(n: int, seconds: float, seed: int = 0) -> torch.Tensor:
@@ -38,12 +41,14 @@ def test_every_mode_keeps_hears_timestamp_rules(models, mode):
     for seconds in (0.05, 1.07, 2.02):
         audio = _noise(2, seconds)
         emb, ts = hear_sela.get_timestamp_embeddings(audio, model)
-        k = math.floor(seconds * 1000 / 50 + 1e-9) + 1
+        hop = HOP_MS[mode]  # frames_mel defaults to the frontend's 10 ms hop, the other modes to 50 ms
+        k = math.floor(seconds * 1000 / hop + 1e-9) + 1
         assert emb.shape == (2, k, model.timestamp_embedding_size) and emb.dtype == torch.float32
-        torch.testing.assert_close(ts[0], torch.arange(k, dtype=torch.float32) * 50)
+        torch.testing.assert_close(ts[0], torch.arange(k, dtype=torch.float32) * hop)
         assert torch.isfinite(emb).all()
     d = models["windows"].timestamp_embedding_size
-    assert model.timestamp_embedding_size == (2 * d if mode == "frames_context" else d)
+    extra = {"frames_context": d, "frames_mel": 2 * 64}.get(mode, 0)
+    assert model.timestamp_embedding_size == d + extra
     assert model.scene_embedding_size == d
 
 
@@ -87,6 +92,40 @@ def test_frames_context_appends_the_heads_pooling_of_the_frames_around_t(models)
         torch.testing.assert_close(emb[0, k, d:], expected, rtol=1e-4, atol=1e-4)
         checked += 1
     assert checked > 20
+
+
+def test_frames_mel_is_frames_then_the_frontends_log_mel_frame_then_its_delta(models):
+    model = models["frames_mel"]
+    audio = _noise(2, 2.5, seed=4)
+    emb, ts = hear_sela.get_timestamp_embeddings(audio, model)
+    d, f = model.scene_embedding_size, 64
+    assert emb.shape[-1] == d + 2 * f
+    frames = hear_sela.load_model(timestamp_mode="frames", hop_ms=10.0)
+    torch.testing.assert_close(emb[..., :d], hear_sela.get_timestamp_embeddings(audio, frames)[0])
+    with torch.no_grad():
+        mel = model.frontend(audio)  # (N, F, T) normalised, frame t centred at t * 10 ms
+    assert mel.shape[-1] == ts.shape[1]  # at the 10 ms hop, one timestamp per frontend frame
+    torch.testing.assert_close(emb[..., d:d + f], mel.transpose(1, 2))
+    torch.testing.assert_close(emb[..., d + f:], deltas(mel).transpose(1, 2))
+
+
+def test_frames_mel_between_frames_is_linear_in_the_log_mel_too():
+    model = hear_sela.load_model(timestamp_mode="frames_mel", hop_ms=15.0)
+    audio = _noise(1, 1.0, seed=5)
+    emb, ts = hear_sela.get_timestamp_embeddings(audio, model)
+    d, f = model.scene_embedding_size, 64
+    with torch.no_grad():
+        mel = model.frontend(audio)[0].numpy()  # (F, T)
+    pos = ts[0].numpy() / 10.0  # frontend frames
+    expected = np.stack([np.interp(pos, np.arange(mel.shape[1]), mel[j]) for j in range(f)], -1)
+    np.testing.assert_allclose(emb[0, :, d:d + f].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_scene_embeddings_do_not_depend_on_the_timestamp_mode(models):
+    audio = _noise(2, 1.3, seed=6)
+    scene = hear_sela.get_scene_embeddings(audio, models["windows"])
+    for mode in MODES:
+        torch.testing.assert_close(hear_sela.get_scene_embeddings(audio, models[mode]), scene)
 
 
 def test_short_windows_are_windows_of_short_window_ms(models):

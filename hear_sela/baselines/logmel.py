@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from hear_sela.config import FrontendConfig
-from hear_sela.frontend import LogMel
+from hear_sela.frontend import LogMel, deltas
 
 
 class LogMelBaseline(nn.Module):
@@ -66,19 +66,10 @@ def get_scene_embeddings(audio: torch.Tensor, model: LogMelBaseline) -> torch.Te
     return torch.cat([mel.mean(dim=-1), std], dim=1).float().to(audio.device)
 
 
-def _deltas(mel: torch.Tensor, width: int = 2) -> torch.Tensor:
-    """(N, F, T) -> (N, F, T) centred regression slope over +-`width` frames (edges replicated)."""
-    padded = nn.functional.pad(mel, (width, width), mode="replicate")
-    t = mel.shape[-1]
-    num = sum(k * (padded[..., width + k:width + k + t] - padded[..., width - k:width - k + t])
-              for k in range(1, width + 1))
-    return num / (2 * sum(k * k for k in range(1, width + 1)))
-
-
 def get_timestamp_embeddings(audio: torch.Tensor, model: LogMelBaseline) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, S) audio -> embeddings (N, T, 64 or 128) float32 and timestamps (N, T) in ms at frame centres."""
     mel = _log_mel(audio, model)  # (N, F, T)
-    feats = torch.cat([mel, _deltas(mel)], dim=1) if model.deltas else mel  # (N, D, T)
+    feats = torch.cat([mel, deltas(mel)], dim=1) if model.deltas else mel  # (N, D, T)
     hop_ms = 1000.0 * model.frontend.hop_length / model.sample_rate
     t = feats.shape[-1]
     ts = (torch.arange(t, dtype=torch.float64) * hop_ms).to(torch.float32).expand(len(audio), t)  # (N, T)
