@@ -29,6 +29,7 @@ import torch
 
 import hear_sela
 from hear_sela.hear import TIMESTAMP_MODES
+from hear_sela.runtime import release_freed_memory
 
 
 def _time(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, float]:
@@ -57,6 +58,7 @@ def _peak_mb(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    release_freed_memory()  # else fn may reuse resident free memory without a fault, and VmHWM would not see it
     before = _rss_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current resident set (Linux >= 4.0)

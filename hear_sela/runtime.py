@@ -38,3 +38,16 @@ def keep_freed_memory() -> bool:
         for var in MALLOC_VARIABLES:
             os.environ[var] = str(KEEP_BYTES)
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free memory back to the kernel now (glibc's malloc_trim), so that a later allocation is
+    page-faulted afresh and shows in the resident size: what a peak-memory measurement by VmHWM needs, since freed
+    memory is otherwise reused without a fault (always with `keep_freed_memory`, and below glibc's dynamic mmap
+    threshold by default). Returns False where there is no malloc_trim (not glibc)."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    malloc_trim(0)
+    return True
