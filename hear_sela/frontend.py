@@ -97,10 +97,8 @@ def mel_filterbank(cfg: FrontendConfig) -> torch.Tensor:
 
 
 def deltas(mel: torch.Tensor, width: int = 2) -> torch.Tensor:
-    """(N, F, T) -> (N, F, T) centred regression slope over +-`width` frames (edges replicated), as torchaudio's
-    compute_deltas: the log-mel delta features of the baselines and of the `frames_mel` timestamp mode."""
-    padded = nn.functional.pad(mel, (width, width), mode="replicate")
-    t = mel.shape[-1]
-    num = sum(k * (padded[..., width + k:width + k + t] - padded[..., width - k:width - k + t])
-              for k in range(1, width + 1))
-    return num / (2 * sum(k * k for k in range(1, width + 1)))
+    """(N, F, T) -> (N, F, T) centred regression slope over +-`width` frames (edges replicated): the log-mel delta
+    features of the baselines and of the `frames_mel` timestamp mode."""
+    import torchaudio
+
+    return torchaudio.functional.compute_deltas(mel, win_length=2 * width + 1, mode="replicate")

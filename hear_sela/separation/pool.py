@@ -22,7 +22,7 @@ from hear_sela.separation.confidence import weights
 from hear_sela.separation.config import SeparationConfig, TeacherConfig
 from hear_sela.separation.mixtures import Mixture, SourcePool, iter_split
 from hear_sela.separation.stft import stft
-from hear_sela.separation.student import log_magnitude
+from hear_sela.separation.student import spec_log_magnitude
 from hear_sela.separation.teacher import cluster
 from hear_sela.separation.trainer import ideal_labels
 
@@ -103,8 +103,9 @@ def analyse_split(cfg: SeparationConfig, pool: SourcePool, split: str, keep_audi
                                              "gamma", "mixtures")}
     for k, m in enumerate(iter_split(pool, count, cfg.mixtures, split, cfg.mixtures.seed, split == "test_same")):
         row = _teacher(m, tc, cfg, folder / f"{m.id}.npz")
-        cols["feats"].append(log_magnitude(m.mix[0], tc).astype(np.float16))
-        cols["magnitude"].append(np.abs(stft(m.mix[0], tc.n_fft, tc.hop)).T.astype(np.float32))
+        x0 = stft(m.mix[0], tc.n_fft, tc.hop)  # (F, T)
+        cols["feats"].append(spec_log_magnitude(x0).astype(np.float16))
+        cols["magnitude"].append(np.abs(x0).T.astype(np.float32))
         cols["gt"].append(ideal_labels(m, tc).astype(np.uint8))
         for key in ("est", "c_post", "c_cl", "c_jsd", "gate"):
             cols[key].append(row[key])

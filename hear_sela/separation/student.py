@@ -71,7 +71,12 @@ def weighted_dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor, norm: st
 
 def log_magnitude(x: np.ndarray, tcfg: TeacherConfig) -> np.ndarray:
     """(S,) -> (T, F) log10 magnitude of the STFT (the student's input before normalisation)."""
-    return (log_db(stft(x, tcfg.n_fft, tcfg.hop)) / 20.0).T.astype(np.float32)
+    return spec_log_magnitude(stft(x, tcfg.n_fft, tcfg.hop))
+
+
+def spec_log_magnitude(spec: np.ndarray) -> np.ndarray:
+    """(F, T) complex STFT -> (T, F) `log_magnitude`, for callers that need the STFT itself too."""
+    return (log_db(spec) / 20.0).T.astype(np.float32)
 
 
 def device_for(name: str) -> torch.device:

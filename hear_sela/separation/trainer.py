@@ -33,9 +33,9 @@ from hear_sela.separation.student import (
     DeepClustering,
     Student,
     device_for,
-    log_magnitude,
     save_student,
     separate_mono,
+    spec_log_magnitude,
     weighted_dc_loss,
 )
 
@@ -72,7 +72,7 @@ def dynamic_batches(pool: SourcePool, mcfg: MixtureConfig, tcfg: TeacherConfig, 
         for _ in range(batch_size):
             m = pool.mixture(crop, rng, "dyn")
             x0 = stft(m.mix[0], tcfg.n_fft, tcfg.hop)  # (F, T)
-            feats.append(log_magnitude(m.mix[0], tcfg))
+            feats.append(spec_log_magnitude(x0))
             labels.append(ideal_labels(m, tcfg))
             ws.append(weights(np.ones(1), np.abs(x0).T, 0.0))
         return Batch(np.stack(feats), np.stack(labels), np.stack(ws).astype(np.float32))
