@@ -267,6 +267,26 @@ def test_probe_command_scores_what_the_online_evaluation_logged(tmp_path, tasks_
     assert "mean" in printed and "fold-to-fold spread" in printed
 
 
+def test_probe_command_scores_the_log_mel_floor(tmp_path, tasks_dir):
+    """`logmel` in place of weights probes hear_sela.baselines.logmel's scene embedding (per-bin mean and std)."""
+    import pandas as pd
+
+    from hear_sela.baselines import logmel
+    from hear_sela.cli import main as cli_main
+
+    out = tmp_path / "probe.csv"
+    assert cli_main(["probe", "logmel", "--tasks-dir", str(tasks_dir), "--max-clips", "24", "--parts",
+                     "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert set(table.weights) == {"logmel"} and set(table.part) == {"all"}
+    task = read_scene_task(tasks_dir / TASK, 24, seed=0)
+    model = logmel.load_model()
+    expected = probe_task(logmel.get_scene_embeddings(torch.from_numpy(task.audio), model).numpy(), task,
+                          ["knn", "logreg"])
+    for probe in ("knn", "logreg"):
+        assert table[table.probe == probe].score.item() == pytest.approx(expected[probe], abs=1e-12)
+
+
 def test_audiontt2022_embedding_parts_are_its_conv_map_and_its_mlp():
     from hear_sela.encoders import build_encoder
 

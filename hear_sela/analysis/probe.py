@@ -1,7 +1,8 @@
 """Quick dev-task probes of saved weights, the online evaluation's probes run offline (`hear-sela probe`): kNN and
 logistic regression on the HEAR scene embedding of exports, checkpoints or an `untrained:` initialisation, per task
 and, with `parts`, per part of the embedding (`Encoder.embedding_parts`: for AudioNTT2022 the stacked conv map and
-the MLP output), to see at which stage a training keeps or loses information. Faster than heareval (no MLP grid),
+the MLP output), to see at which stage a training keeps or loses information; `logmel` in place of weights probes
+the log-mel floor (`hear_sela.baselines.logmel`, the row every table carries). Faster than heareval (no MLP grid),
 and exactly the numbers the online evaluation logs for the same weights.
 """
 
@@ -17,6 +18,8 @@ from hear_sela.config import OnlineEvalConfig
 from hear_sela.data.hear_task_read import SceneTaskClips, read_scene_task
 from hear_sela.training.online_eval import dev_task_dirs, probe_task_folds, scene_embeddings
 
+LOGMEL = "logmel"  # in place of a weights file: the log-mel floor, hear_sela.baselines.logmel (no parts)
+
 
 def read_tasks(tasks_dir: str | Path, tasks: Sequence[str] = (), max_clips: int = 600) -> list[SceneTaskClips]:
     """The dev tasks as the online evaluation reads them (the same seeded subset of clips)."""
@@ -28,13 +31,16 @@ def probe_weights(name: str, weights: str | Path, tasks: Sequence[SceneTaskClips
                   parts: bool = False) -> pd.DataFrame:
     """Rows (weights, task, part, probe, score, fold_std) for one weights file: score is the mean over the task's
     folds, fold_std their sample standard deviation (NaN with a single fold)."""
-    from hear_sela.hear import load_model
+    if str(weights) == LOGMEL:
+        from hear_sela.baselines import logmel as module
+    else:
+        from hear_sela import hear as module
 
-    model = load_model(str(weights))
-    slices = model.encoder.embedding_parts() if parts else {"all": slice(None)}
+    model = module.load_model(str(weights))
+    slices = model.encoder.embedding_parts() if parts and hasattr(model, "encoder") else {"all": slice(None)}
     rows = []
     for task in tasks:
-        emb = scene_embeddings(model, task.audio)  # (N, D)
+        emb = scene_embeddings(model, task.audio, embed=module.get_scene_embeddings)  # (N, D)
         for part, cols in slices.items():
             for probe, folds in probe_task_folds(emb[:, cols], task, list(probes)).items():
                 rows.append({"weights": name, "task": task.name, "part": part, "probe": probe,

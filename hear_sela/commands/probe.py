@@ -13,7 +13,7 @@ log = logging.getLogger("hear_sela.probe")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights", nargs="+", metavar="WEIGHTS",
                    help="an export or checkpoint of ours (or a BYOL-A .pth), untrained:CKPT for that run's init, "
-                        "optionally as LABEL=WEIGHTS")
+                        "or logmel (the log-mel floor), optionally as LABEL=WEIGHTS")
     p.add_argument("--tasks-dir", required=True, help="folder of HEAR scene tasks (e.g. the dev tasks)")
     p.add_argument("--tasks", nargs="*", default=[], help="task folder names (default: every multiclass scene task)")
     p.add_argument("--max-clips", type=int, default=600, help="seeded subset per task, as the online evaluation "

@@ -16,6 +16,7 @@ Legend: N clips, S samples, D embedding dimension.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -84,12 +85,15 @@ def probe_task_folds(emb: np.ndarray, task: SceneTaskClips, probes: list[str], k
     return scores
 
 
-def scene_embeddings(model: nn.Module, audio: np.ndarray, batch: int = EMBED_BATCH) -> np.ndarray:
-    """The HEAR scene embedding of clips (N, S) -> (N, D) float32 numpy, `batch` clips at a time."""
-    from hear_sela.hear import get_scene_embeddings
+def scene_embeddings(model: nn.Module, audio: np.ndarray, batch: int = EMBED_BATCH,
+                     embed: Callable[[torch.Tensor, nn.Module], torch.Tensor] | None = None) -> np.ndarray:
+    """The HEAR scene embedding of clips (N, S) -> (N, D) float32 numpy, `batch` clips at a time; `embed` is a HEAR
+    module's get_scene_embeddings (default: ours)."""
+    if embed is None:
+        from hear_sela.hear import get_scene_embeddings as embed
 
-    device = next(model.parameters()).device
-    parts = [get_scene_embeddings(torch.from_numpy(audio[i:i + batch]).to(device), model).cpu()
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
+    parts = [embed(torch.from_numpy(audio[i:i + batch]).to(device), model).cpu()
              for i in range(0, len(audio), batch)]
     return torch.cat(parts).numpy()
 
