@@ -3,9 +3,9 @@ partner, resize-crop, fade and masks (the audio SeLa code draws one of each per 
 
 Chain, in order (each step switchable in `AugmentConfig`):
   random crop of `crop_frames` (raw log-mel) -> random gain (raw log-mel, + 2 ln g) -> normalise with the cache
-  statistics -> per view: mixup (log-mixup-exp with a FIFO memory of past inputs, BYOL-A) -> random resize crop
-  (BYOL-A) -> random linear fader (BYOL-A v2) -> SpecAugment masks -> normalisation over the batch (BYOL-A's
-  post-norm, over all views together).
+  statistics -> per view: mixup (log-mixup-exp with a FIFO memory of past inputs, BYOL-A) -> random EQ (a gain
+  curve over the mel axis) -> random resize crop (BYOL-A) -> random linear fader (BYOL-A v2) -> SpecAugment masks
+  -> normalisation over the batch (BYOL-A's post-norm, over all views together).
 All randomness comes from the `torch.Generator` passed in, so a step is reproducible from its seed alone.
 
 Legend: B batch, F mel bins, T frames, M mixup memory slots, V views.
@@ -24,6 +24,7 @@ from hear_sela.config import AugmentConfig, FrontendConfig
 from hear_sela.frontend import normalize
 
 LOG_EPS = torch.finfo(torch.float32).eps  # BYOL-A's log-mixup-exp epsilon
+LOG_PER_DB = math.log(10.0) / 10.0  # 1 dB of power in natural-log units (the frontend's log(mel + eps))
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generator, device: torch.device
@@ -104,6 +105,16 @@ def random_linear_fader(x: torch.Tensor, gain: float, gen: torch.Generator) -> t
     ramp = torch.linspace(0.0, 1.0, t, device=x.device, dtype=x.dtype)  # (T,)
     slope = ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * ramp  # (B, T)
     return x + slope[:, None, :]
+
+
+def random_eq(x: torch.Tensor, max_db: float, points: int, log_per_db: float, gen: torch.Generator) -> torch.Tensor:
+    """A random equaliser per sample: a gain curve over the mel bins, linear between `points` evenly spaced values
+    drawn from U(-max_db, max_db) dB, added to the log power; `log_per_db` converts dB to x's units (ln 10 / 10 on
+    a raw natural-log power, divided by the normalisation's std after it). (B, F, T) -> (B, F, T)."""
+    b, f, _ = x.shape
+    knots = _uniform((b, 1, points), -max_db, max_db, gen, x.device)  # (B, 1, points) dB
+    curve = F.interpolate(knots, size=f, mode="linear", align_corners=True)  # (B, 1, F)
+    return x + (log_per_db * curve).to(x.dtype).transpose(1, 2)
 
 
 def _band_mask(b: int, size: int, count: int, max_width: int, gen: torch.Generator, device: torch.device
@@ -225,6 +236,8 @@ class Augment(nn.Module):
         cfg = self.cfg
         if self.mixup is not None:
             x = self.mixup(x, gen)
+        if cfg.random_eq:
+            x = random_eq(x, cfg.eq_db, cfg.eq_points, LOG_PER_DB / (self.frontend.norm_std or 1.0), gen)
         if cfg.rrc:
             x = random_resize_crop(x, cfg.rrc_virtual_scale, cfg.rrc_freq_scale, cfg.rrc_time_scale, gen)
         if cfg.linear_fader:

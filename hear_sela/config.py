@@ -223,10 +223,16 @@ class AugmentConfig:
     random_gain: bool = False  # off in BYOL-A; on in the audio SeLa code
     gain_range: tuple[float, float] = (0.5, 1.0)  # audio SeLa code; amplitude gain, the power scales by gain**2
     post_norm: bool = True  # BYOL-A v1 NormalizeBatch: standardise each batch (all views together)
+    # Random EQ per view: a gain curve over the mel axis, linear between `eq_points` evenly spaced points each drawn
+    # from U(-eq_db, eq_db) dB, added to the log power, so no clip keeps its recording's spectral colouring.
+    random_eq: bool = False
+    eq_db: float = 6.0
+    eq_points: int = 5
 
     def validate(self) -> None:
         _at_least("augment", self, 0, "crop_frames", "fader_gain", "mixup_memory", "time_masks", "time_mask_width",
-                  "freq_masks", "freq_mask_width")
+                  "freq_masks", "freq_mask_width", "eq_db")
+        _require("augment.eq_points", self.eq_points, self.eq_points >= 2, ">= 2 (the curve's two ends at least)")
         for name in ("rrc_virtual_scale", "rrc_freq_scale", "rrc_time_scale", "gain_range"):
             _range(f"augment.{name}", getattr(self, name))
         _require("augment.mixup_ratio", self.mixup_ratio, _finite(self.mixup_ratio) and 0 <= self.mixup_ratio <= 1,

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from hear_sela.augment import (
+    LOG_PER_DB,
     MixupMemory,
     build_augment,
     random_crop,
+    random_eq,
     random_linear_fader,
     random_resize_crop,
     resize_crop,
@@ -20,7 +22,7 @@ from hear_sela.augment import (
 from hear_sela.config import AugmentConfig, FrontendConfig
 
 ALL_ON = AugmentConfig(crop_frames=40, rrc=True, linear_fader=True, mixup=True, mixup_memory=8, specaugment=True,
-                       time_mask_width=8, freq_mask_width=4, random_gain=True, post_norm=False)
+                       time_mask_width=8, freq_mask_width=4, random_gain=True, random_eq=True, post_norm=False)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -126,6 +128,38 @@ def test_random_gain_is_an_amplitude_gain_on_the_log_power_mel():
     wav = torch.randn(2, 16000, generator=gen(3))  # (B, S) white noise, far above the log's eps in every bin
     x, quieter = lm.log_mel(wav), lm.log_mel(0.5 * wav)  # (B, F, T)
     torch.testing.assert_close(random_gain(x, (0.5, 0.5), gen()), quieter, atol=1e-3, rtol=0)
+
+
+def test_random_eq_adds_a_piecewise_linear_gain_curve_in_db_over_the_mel_axis():
+    x = torch.randn(4, 33, 5, generator=gen(1))  # (B, F, T)
+    offset = (random_eq(x, 6.0, 5, LOG_PER_DB, gen()) - x) / LOG_PER_DB  # (B, F, T) in dB
+    torch.testing.assert_close(offset, offset[..., :1].expand_as(offset))  # one curve per clip, the same every frame
+    curve = offset[..., 0]  # (B, F)
+    assert curve.abs().max() <= 6.0 + 1e-4 and curve.abs().max() > 3.0
+    bend = (curve[:, 2:] - 2 * curve[:, 1:-1] + curve[:, :-2]).abs()  # (B, F - 2): nonzero only at inner knots
+    knots = [8 - 1, 16 - 1, 24 - 1]  # 5 knots over 33 bins sit on bins 0, 8, 16, 24, 32
+    assert bend[:, [i for i in range(31) if i not in knots]].max() < 1e-4 and bend[:, knots].max() > 1e-2
+    assert not torch.allclose(curve[0], curve[1])  # every clip its own equaliser
+
+
+def test_a_db_of_eq_is_a_db_of_power_on_the_frontends_log_mel():
+    # the units random_eq adds: 6 dB on the log-mel = the waveform scaled by 10 ** (6 / 20)
+    from hear_sela.frontend import LogMel
+
+    lm = LogMel(FrontendConfig(backend="torchaudio"))
+    wav = torch.randn(2, 16000, generator=gen(3))  # (B, S) white noise, far above the log's eps in every bin
+    louder = lm.log_mel(10 ** (6 / 20) * wav) - lm.log_mel(wav)  # (B, F, T)
+    torch.testing.assert_close(louder, torch.full_like(louder, 6 * LOG_PER_DB), atol=1e-3, rtol=0)
+
+
+def test_the_chains_eq_is_in_db_of_the_raw_power_whatever_the_normalisation():
+    only_eq = AugmentConfig(crop_frames=0, rrc=False, mixup=False, random_eq=True, eq_db=6.0, post_norm=False)
+    x = torch.zeros(64, 16, 8)  # (B, F, T) a raw log-mel equal to the normalisation mean
+    out = build_augment(only_eq, FrontendConfig(norm_mean=0.0, norm_std=2.0))(x, gen())[0]  # (B, F, T)
+    db = out * 2.0 / LOG_PER_DB  # back to raw log power, in dB
+    assert db.abs().max() <= 6.0 + 1e-4 and db.abs().max() > 5.0
+    with pytest.raises(ValueError, match="augment.eq_points"):
+        dataclasses.replace(only_eq, eq_points=1).validate()
 
 
 def test_flipped_batch_mixing_when_memory_is_zero():
