@@ -1,7 +1,10 @@
 """The spatial teacher and the student end to end on tiny hand-made mixtures (seconds, not minutes)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
 from hear_sela.separation.config import MixtureConfig, StudentConfig, TeacherConfig
 from hear_sela.separation.metrics import partition_similarity, separation_scores
@@ -89,6 +92,57 @@ def test_student_trains_saves_and_separates(mixture, tmp_path):
     binary, soft = student_masks(student, mixture.mix[0])
     np.testing.assert_allclose(soft.sum(0), 1.0, atol=1e-5)
     assert ((soft[0] > 0.5) == (binary[0] > 0.5)).mean() > 0.99  # the soft masks' argmax is the K-means split
+
+
+def test_student_training_resumes_exactly_from_its_progress_file(mixture, tmp_path):
+    """A student killed mid-way resumes from its last learning-curve point and ends bitwise as one that ran through;
+    a progress file from other settings is not used."""
+    from hear_sela.separation.student import load_student, log_magnitude
+    from hear_sela.separation.trainer import feature_norm, pool_batches, progress_path, train_student
+
+    tc = TeacherConfig()
+    feats = log_magnitude(mixture.mix[0], tc)[None]  # (1, T, F)
+    labels = np.abs(stft(mixture.sources[:, 0], tc.n_fft, tc.hop)).argmax(0).T[None]
+    w = np.full(feats.shape, 1.0 / feats[0].size, np.float32)
+    cfg = StudentConfig(hidden=8, layers=1, updates=12, batch_size=2, lr=1e-2, plateau_window=2, plateau_patience=0,
+                        eval_every=4, curve_mixtures=1)
+    meta = {"teacher": {"n_fft": 256, "hop": 64}, "sample_rate": 8000}
+    make = pool_batches(feats, labels, w, 2, 60)
+    norm = feature_norm(make)
+    whole = train_student(make, cfg, tc, tmp_path / "whole.pt", meta, [mixture], norm)
+
+    calls = {"n": 0}
+
+    def dies_at_update_7(rng):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return make(rng)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_student(dies_at_update_7, cfg, tc, tmp_path / "cut.pt", meta, [mixture], norm)
+    assert progress_path(tmp_path / "cut.pt").is_file() and not (tmp_path / "cut.pt").exists()
+    calls["n"] = 0
+    cut = train_student(lambda rng: (calls.__setitem__("n", calls["n"] + 1), make(rng))[1], cfg, tc,
+                        tmp_path / "cut.pt", meta, [mixture], norm)
+    assert calls["n"] == 12 - 4  # updates 5..12: the four before the progress point are not redone
+    assert not progress_path(tmp_path / "cut.pt").exists()
+    def without_time(curve):
+        return [{k: v for k, v in p.items() if k != "cpu_s"} for p in curve]
+
+    assert [p["update"] for p in cut["curve"]] == [4, 8, 12]
+    assert without_time(cut["curve"]) == without_time(whole["curve"])
+    for a, b in zip(load_student(tmp_path / "whole.pt").model.state_dict().values(),
+                    load_student(tmp_path / "cut.pt").model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    with pytest.raises(KeyboardInterrupt):
+        calls["n"] = 0
+        train_student(dies_at_update_7, cfg, tc, tmp_path / "other.pt", meta, [mixture], norm)
+    calls["n"] = 0
+    train_student(lambda rng: (calls.__setitem__("n", calls["n"] + 1), make(rng))[1], replace(cfg, lr=5e-3), tc,
+                  tmp_path / "other.pt", meta, [mixture], norm)
+    assert calls["n"] == 12  # another learning rate: the progress file is not this student's
 
 
 def test_separate_cli_bad_input_one_line(tmp_path, capsys):

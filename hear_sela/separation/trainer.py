@@ -13,10 +13,11 @@ on a fixed set of validation mixtures. Legend: B batch, T frames, F bins.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hear_sela.checkpoint import load_checkpoint, save_checkpoint
 from hear_sela.separation.confidence import weights
 from hear_sela.separation.config import MixtureConfig, StudentConfig, TeacherConfig
 from hear_sela.separation.metrics import separation_scores
@@ -113,11 +115,28 @@ def curve_point(model: DeepClustering, norm: tuple[float, float], tcfg: TeacherC
     return float(np.mean(sdr))
 
 
+def progress_path(path: str | Path) -> Path:
+    """Where a student in training keeps its resumable state, beside its final checkpoint `path`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.progress{path.suffix}")
+
+
+def _stamp(cfg: StudentConfig, tcfg: TeacherConfig, meta: dict[str, Any], norm: tuple[float, float]) -> str:
+    """Everything a student's training depends on but its batches, as one string (a progress file must match)."""
+    return json.dumps({"student": asdict(cfg), "teacher": asdict(tcfg), "meta": meta, "norm": list(norm)},
+                      sort_keys=True, default=str)
+
+
 def train_student(make: BatchMaker, cfg: StudentConfig, tcfg: TeacherConfig, path: str | Path,
                   meta: dict[str, Any], curve_mixtures: list[Mixture], norm: tuple[float, float] | None = None
                   ) -> dict[str, Any]:
     """cfg.updates Adam updates from the initialisation of cfg.seed; the final model is saved atomically at `path`.
-    Returns the log: the learning curve (update, window loss, lr, validation SI-SDR), seconds, CPU seconds."""
+    Returns the log: the learning curve (update, window loss, lr, validation SI-SDR), seconds, CPU seconds.
+
+    At every learning-curve point the whole state (model, Adam, LR schedule, the batch RNG, losses, curve, time
+    spent) goes atomically to `progress_path(path)`; a later call with the same settings resumes from it, exactly
+    (the batches are a function of the RNG alone), so a student longer than a session is not lost. A progress
+    file from other settings is ignored (and replaced)."""
     torch.set_num_threads(cfg.threads)
     dev = device_for(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -129,9 +148,23 @@ def train_student(make: BatchMaker, cfg: StudentConfig, tcfg: TeacherConfig, pat
     name = meta.get("name", "student")
     curve: list[dict[str, float]] = []
     losses: list[float] = []
-    t0, c0 = time.time(), time.process_time()
+    spent = (0.0, 0.0)  # wall and CPU seconds of earlier processes
+    progress, stamp, first = progress_path(path), _stamp(cfg, tcfg, meta, norm), 1
+    if progress.is_file():
+        state = load_checkpoint(progress)
+        if state.get("stamp") == stamp:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = json.loads(state["rng"])
+            losses, curve, spent = list(state["losses"]), list(state["curve"]), tuple(state["spent"])
+            first = int(state["update"]) + 1
+            log.info("%s resumes at update %d of %d (%s)", name, first, cfg.updates, progress)
+        else:
+            log.warning("%s: %s is from other settings; training from the start", name, progress)
+    t0, c0 = time.time() - spent[0], time.process_time() - spent[1]
     model.train()
-    for step in range(1, cfg.updates + 1):
+    for step in range(first, cfg.updates + 1):
         b = make(rng)
         x = torch.from_numpy((b.feats - norm[0]) / norm[1]).to(dev)  # (B, T, F)
         v = model(x).flatten(1, 2)  # (B, T*F, D)
@@ -152,7 +185,15 @@ def train_student(make: BatchMaker, cfg: StudentConfig, tcfg: TeacherConfig, pat
             curve.append(point)
             log.info("%s update %d/%d loss %.4g lr %.2g val SI-SDR %.2f dB", name, step, cfg.updates,
                      point["train_loss"], point["lr"], point["val_sdr"])
+            if step < cfg.updates:
+                save_checkpoint(progress, {
+                    "stamp": stamp, "update": step, "model": {k: v.detach().cpu() for k, v in
+                                                              model.state_dict().items()},
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": json.dumps(rng.bit_generator.state), "losses": losses, "curve": curve,
+                    "spent": [time.time() - t0, time.process_time() - c0]})
     info = {"curve": curve, "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0,
             "parameters": sum(p.numel() for p in model.parameters())}
     save_student(path, model, cfg, norm, meta)
+    progress.unlink(missing_ok=True)
     return info
